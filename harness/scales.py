@@ -1,0 +1,115 @@
+"""Scale presets: how a paper recipe is shrunk to run in seconds, minutes, or at full size.
+
+A scale never changes what a trick *does*; it changes the dataset, the model's size and
+the length of the schedule. Every way a scale deviates from the paper is written in
+``deviations`` and printed in every report.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import unknown
+from harness.recipe import Recipe, stable_hash
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One preset. Epoch counts of a recipe are multiplied by ``epoch_factor``."""
+
+    name: str
+    dataset: str  # "fashion_mnist" | "synthetic" | "imagefolder"
+    image_size: int  # training crop, pixels
+    eval_resize: int  # shorter side before the center crop at evaluation
+    batch_factor: float  # scale batch = paper batch x batch_factor
+    epoch_factor: float  # scale epochs = paper epochs x epoch_factor (>= min_epochs)
+    min_epochs: int
+    seeds: int  # default number of seeds per cell
+    train_subset: int | None = None  # first N training images (None = all)
+    test_subset: int | None = None
+    min_crop_area: float = 0.08  # random-resized-crop area range lower bound (Sec 2.1: 8%)
+    color_jitter: bool = True  # hue/saturation/brightness U[0.6, 1.4]
+    pca_lighting: bool = True
+    model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model family
+    teacher_model: str = "resnet152_d"  # Sec 5.3's teacher
+    threads_per_trial: int = 0  # torch threads per trial on CPU; 0 = leave torch's default
+    deviations: tuple[str, ...] = ()
+
+    # ---- mapping a recipe onto this scale ---------------------------------------------
+    def batch_size(self, recipe: Recipe) -> int:
+        return max(1, int(round(recipe.batch_size * self.batch_factor)))
+
+    def epochs(self, recipe: Recipe) -> int:
+        return max(self.min_epochs, int(math.ceil(recipe.epochs * self.epoch_factor - 1e-9)))
+
+    def model_kwargs_for(self, model: str) -> dict[str, Any]:
+        """Miniaturisation arguments for a model name (family = text before the depth)."""
+        for family in ("resnet", "mobilenet", "inception_v3"):
+            if model.startswith(family):
+                return dict(self.model_kwargs.get(family, {}))
+        return {}
+
+    def fingerprint(self) -> str:
+        """Hash of every field except the prose, so changed settings give new trial ids."""
+        d = {k: v for k, v in self.__dict__.items() if k != "deviations"}
+        return stable_hash(d)
+
+
+_MINI_RESNET = {"small_input": True, "width_mult": 0.25, "blocks": (1, 1, 1, 1)}
+_MINI_MOBILENET = {"small_input": True, "width_mult": 0.25}
+_MINI_INCEPTION = {"small_input": True, "width_mult": 0.125, "blocks": (1, 1, 1)}
+
+SMOKE = Scale(
+    name="smoke", dataset="synthetic", image_size=16, eval_resize=16, batch_factor=1 / 16,
+    epoch_factor=1 / 120, min_epochs=1, seeds=2, train_subset=256, test_subset=128,
+    min_crop_area=0.35, color_jitter=False, pca_lighting=False,
+    model_kwargs={"resnet": {"small_input": True, "width_mult": 0.125, "blocks": (1, 1, 1, 1)},
+                  "mobilenet": {"small_input": True, "width_mult": 0.125},
+                  "inception_v3": {"small_input": True, "width_mult": 0.0625, "blocks": (1, 1, 1)}},
+    teacher_model="resnet101_d", threads_per_trial=1,
+    deviations=(
+        "synthetic seeded data (16x16, 10 classes) instead of ImageNet: numbers test plumbing, not accuracy",
+        "1 epoch for every recipe (mixup's 200-epoch rows too): schedules are compressed proportionally",
+        "batch = paper batch / 16; linear scaling still uses the paper's batch in lr = 0.1 x b / 256",
+        "miniature models: width x1/8, one block per stage, small-input stem",
+        "no colour jitter or PCA lighting; crop area 35-100%",
+        "teacher is a miniature ResNet-101-D instead of ResNet-152-D",
+    ),
+)
+
+LOCAL = Scale(
+    name="local", dataset="fashion_mnist", image_size=28, eval_resize=28, batch_factor=1 / 8,
+    epoch_factor=1 / 40, min_epochs=1, seeds=2, train_subset=None, test_subset=None,
+    min_crop_area=0.35, color_jitter=False, pca_lighting=False,
+    model_kwargs={"resnet": _MINI_RESNET, "mobilenet": _MINI_MOBILENET,
+                  "inception_v3": _MINI_INCEPTION},
+    teacher_model="resnet101_d", threads_per_trial=1,
+    deviations=(
+        "Fashion-MNIST (28x28 grey, 10 classes, 60k/10k) instead of ImageNet (224x224 RGB, 1000 classes)",
+        "epochs = paper epochs / 40 (120 -> 3, 200 -> 5); milestones and warmup keep their fraction of the schedule",
+        "batch = paper batch / 8 (256 -> 32, 1024 -> 128); linear scaling keeps lr = 0.1 x paper batch / 256",
+        "miniature models: ResNets at width x1/4 with one block per stage, MobileNet at width x1/4, "
+        "Inception-V3 at width x1/8 with one block of each kind; all with a small-input stem (no early downsampling)",
+        "random-resized crop area 35-100% instead of 8-100% (28x28 images)",
+        "no hue/saturation jitter or PCA lighting (grey images); Fashion-MNIST's own mean/std for normalisation",
+        "evaluation on the full 28x28 image (no resize/center crop)",
+        "fp16 runs as bf16 autocast on a CPU",
+        "teacher is a miniature ResNet-101-D instead of ResNet-152-D",
+    ),
+)
+
+PAPER = Scale(
+    name="paper", dataset="imagefolder", image_size=224, eval_resize=256, batch_factor=1.0,
+    epoch_factor=1.0, min_epochs=1, seeds=1, min_crop_area=0.08, color_jitter=True,
+    pca_lighting=True, model_kwargs={}, teacher_model="resnet152_d", threads_per_trial=0,
+    deviations=(),
+)
+
+SCALES: dict[str, Scale] = {s.name: s for s in (SMOKE, LOCAL, PAPER)}
+
+
+def get_scale(name: str) -> Scale:
+    if name not in SCALES:
+        raise unknown("scale", name, SCALES)
+    return SCALES[name]
