@@ -1,0 +1,128 @@
+"""Batch sources for the trainer: one interface over in-memory tensors and ImageFolder.
+
+Small datasets live as one uint8 tensor on the training device and are augmented a
+whole batch at a time (DESIGN.md, Performance habits); ImageFolder goes through
+DataLoader workers and transforms.v2. Every random draw comes from the generator the
+trainer passes in, so a checkpointed generator state resumes the exact same batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+import torch
+
+from harness.data import AugConfig, InMemoryDataset, load_in_memory, open_imagefolder
+from harness.data.augment import batch_augment, eval_batch
+from harness.scales import Scale
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class BatchSource(Protocol):
+    num_classes: int
+    in_chans: int
+    fingerprint: str
+    iters_per_epoch: int
+
+    def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]: ...
+
+    def eval_batches(self) -> Iterator[Batch]: ...
+
+
+@dataclass
+class InMemoryBatches:
+    """uint8 tensors on the device; batched augmentation (Sec 2.1) with no per-image loop."""
+
+    train: InMemoryDataset
+    test: InMemoryDataset
+    aug: AugConfig
+    batch_size: int
+    device: torch.device
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if len(self.train.labels) < self.batch_size:
+            raise ValueError(f"batch size {self.batch_size} exceeds the "
+                             f"{len(self.train.labels)} training images")
+        self.x = self.train.images.to(self.device)
+        self.y = self.train.labels.to(self.device)
+        self.xt = self.test.images.to(self.device)
+        self.yt = self.test.labels.to(self.device)
+        self.num_classes = self.train.num_classes
+        self.in_chans = int(self.x.shape[1])
+        self.fingerprint = f"{self.train.fingerprint}/{self.test.fingerprint}"
+        self.iters_per_epoch = len(self.y) // self.batch_size  # drop the last partial batch
+
+    def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
+        perm = torch.randperm(len(self.y), generator=generator, device=generator.device)
+        perm = perm.to(self.device)
+        for b in range(self.iters_per_epoch):
+            idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
+            yield batch_augment(self.x[idx], self.aug, generator), self.y[idx]
+
+    def eval_batches(self) -> Iterator[Batch]:
+        for s in range(0, len(self.yt), self.eval_batch_size):
+            yield eval_batch(self.xt[s:s + self.eval_batch_size], self.aug), self.yt[s:s + self.eval_batch_size]
+
+
+@dataclass
+class FolderBatches:
+    """ImageFolder (ImageNet layout) through DataLoader workers and transforms.v2."""
+
+    root: str
+    aug: AugConfig
+    batch_size: int
+    device: torch.device
+    workers: int = 8
+
+    def __post_init__(self) -> None:
+        self.train = open_imagefolder(self.root, "train")
+        self.val = open_imagefolder(self.root, "val")
+        self.num_classes = self.train.num_classes
+        self.in_chans = 3
+        self.fingerprint = f"{self.train.fingerprint}/{self.val.fingerprint}"
+        self.iters_per_epoch = len(self.train.dataset) // self.batch_size
+
+    def _to(self, batch: Batch) -> Batch:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+        loader = self.train.loader(self.batch_size, True, self.aug, self.workers, seed)
+        for i, batch in enumerate(loader):
+            if i >= self.iters_per_epoch:
+                break
+            yield self._to(batch)
+
+    def eval_batches(self) -> Iterator[Batch]:
+        for batch in self.val.loader(self.batch_size, False, self.aug, self.workers, 0):
+            yield self._to(batch)
+
+
+def aug_config(scale: Scale, data: InMemoryDataset | None) -> AugConfig:
+    """The scale's augmentation: the paper's Sec 2.1 pipeline with the scale's deviations."""
+    kwargs = dict(out_size=scale.image_size, area=(scale.min_crop_area, 1.0),
+                  color_jitter=0.4 if scale.color_jitter else 0.0,
+                  pca_std=0.1 if scale.pca_lighting else 0.0, eval_resize=scale.eval_resize)
+    if data is not None:
+        kwargs.update(mean=tuple(data.mean), std=tuple(data.std))
+    return AugConfig(**kwargs)
+
+
+def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.device,
+                 seed: int, data_root: str | None = None) -> BatchSource:
+    """Open the trial's dataset: a registered in-memory name, or an ImageFolder path."""
+    if dataset in ("fashion_mnist", "synthetic"):
+        kw = dict(image_size=scale.image_size, seed=0)
+        train = load_in_memory(dataset, "train", data_root, subset=scale.train_subset, **kw)
+        test = load_in_memory(dataset, "test", data_root, subset=scale.test_subset, **kw)
+        return InMemoryBatches(train, test, aug_config(scale, train), batch_size, device)
+    root = data_root if dataset == "imagefolder" else dataset
+    if not root:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"scale {scale.name!r} trains on an ImageFolder: pass --data-root "
+                           "PATH (a folder with train/<class>/* and val/<class>/*)")
+    return FolderBatches(root, aug_config(scale, None), batch_size, device)

@@ -1,0 +1,58 @@
+"""Checkpoints: written atomically (temp file + rename), loaded with ``weights_only=True``.
+
+A checkpoint holds the model, optimizer, grad-scaler and RNG states and the epoch, so a
+resumed trial continues exactly where it stopped. Only tensors and plain containers are
+stored: ``torch.load(weights_only=True)`` refuses anything that would need unpickling code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.errors import HarnessError
+
+
+class CheckpointError(HarnessError):
+    """A checkpoint that is missing, truncated, corrupt or carries pickled objects."""
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then os.replace (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with weights_only=True; every failure becomes a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"refused checkpoint {path}: it carries objects that "
+                              f"weights_only=True does not allow ({first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"corrupt or truncated checkpoint {path}: "
+                              f"{type(exc).__name__}") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"not a harness checkpoint: {path} (expected a dict with 'model')")
+    return obj

@@ -1,0 +1,61 @@
+"""``harness train``: one trial, standalone (torch and torchvision only; no Ray)."""
+from __future__ import annotations
+
+import argparse
+
+from harness.errors import HarnessError
+
+
+def register(sub: argparse._SubParsersAction, common) -> None:
+    p = sub.add_parser("train", help="train and evaluate one model (no Ray needed)",
+                       description="Train one trial. Progress goes to stderr; the last line "
+                       "of stdout is one JSON object (status, top1, top5, epochs, img_per_s, wall_s, ...).")
+    p.add_argument("--model", required=True, help="a model name (see 'list models')")
+    p.add_argument("--recipe", default="baseline", help="a named recipe (see 'list recipes')")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any recipe knob, e.g. --set lr_schedule=cosine (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default="", help="dataset name (fashion_mnist, synthetic) or ImageFolder path; default: the scale's")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    p.add_argument("--checkpoint-dir", default=None, help="write ckpt.pt here each epoch; resume from it")
+    p.add_argument("--teacher", default=None, help="teacher checkpoint for distill=true (Sec 5.3)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the scale's default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"bad --set {item!r}; expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from harness.cli import emit_json
+    from harness.models import MODEL_NAMES
+    from harness.errors import unknown
+    from harness.recipe import named_recipe
+    from harness.scales import get_scale
+    from harness.spec import TrialSpec
+    from harness.trainer import TrainOptions, run_trial
+
+    scale = get_scale(args.scale)
+    if args.model not in MODEL_NAMES:
+        raise unknown("model", args.model, MODEL_NAMES)
+    sets = parse_sets(args.sets)
+    if args.compile:
+        sets["compile"] = "true"
+    recipe = named_recipe(args.recipe).replace(**sets).validate()
+    spec = TrialSpec(model=args.model, recipe=recipe, scale=scale.name, seed=args.seed, data=args.data)
+    opts = TrainOptions(device=args.device, data_root=args.data_root,
+                        checkpoint_dir=args.checkpoint_dir, teacher_ckpt=args.teacher,
+                        threads=args.threads)
+    result = run_trial(spec, opts)
+    emit_json({**result.to_json(), "spec_hash": spec.hash, "model": spec.model,
+               "scale": scale.name, "recipe": args.recipe, "tricks": recipe.tricks()})
+    return 0 if result.status == "done" else 1

@@ -1,0 +1,52 @@
+"""``run --dry-run``: the plan (stages, trials, what is stored) and a compute estimate.
+
+Training cost ~ 3 x forward multiply-adds per image (forward + backward). Throughput
+figures are stated, not guessed: at the paper scale, one H100 trains torchvision's
+ResNet-50 (4.1 GMACs) at 2,669 img/s in FP16 (DESIGN.md), i.e. about 3.3e13 training
+MAC/s; at small scales this 2-core CPU's measured rate for the miniature ResNet-50-D
+(see bench/RESULTS.md) is used.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from harness.experiments import Plan
+
+GPU_TRAIN_MACS_PER_S = 2669 * 4.1e9 * 3  # H100, FP16, ResNet-50 (DESIGN.md)
+CPU_TRAIN_MACS_PER_S = 2.0e9  # 2-core CPU, bf16, miniature models, 1 thread per trial (bench/)
+TRAIN_IMAGES = {"fashion_mnist": 60000, "synthetic": 2048, "imagefolder": 1_281_167}
+
+
+def trial_seconds(plan: Plan, model: str, epochs: int, macs: dict[str, float]) -> float:
+    scale = plan.scale
+    n = scale.train_subset or TRAIN_IMAGES.get(scale.dataset, TRAIN_IMAGES["imagefolder"])
+    rate = GPU_TRAIN_MACS_PER_S if scale.name == "paper" else CPU_TRAIN_MACS_PER_S
+    return epochs * n * 3 * macs[model] / rate
+
+
+def print_plan(plan: Plan, store_path: str) -> None:
+    from harness.orchestrator import _model_macs
+
+    stored: set[str] = set()
+    if Path(store_path).exists():
+        from harness.store import Store
+
+        with Store(store_path, readonly=True) as st:
+            stored = st.done_hashes([t.hash for t in plan.all_trials()])
+    macs = {k: float(v or 0) for k, v in _model_macs(plan).items()}
+    rows, total = [], 0.0
+    for i, stage in enumerate(plan.stages()):
+        for t in stage:
+            epochs = plan.scale.epochs(t.recipe)
+            secs = trial_seconds(plan, t.model, epochs, macs)
+            total += 0 if t.hash in stored else secs
+            rows.append([i + 1, t.row, t.column, t.model, t.seed, epochs, ",".join(t.recipe.tricks()),
+                         "stored" if t.hash in stored else f"~{secs / 60:.1f} min", t.hash[:10]])
+    print(tabulate(rows, headers=["stage", "row", "column", "model", "seed", "epochs", "tricks",
+                                  "status", "hash"]))
+    unit = "GPU-hours (H100 FP16)" if plan.scale.name == "paper" else "CPU-minutes (one core per trial)"
+    amount = total / 3600 if plan.scale.name == "paper" else total / 60
+    print(f"\n{len(rows)} trials in {len(plan.stages())} stage(s), {len(stored)} stored; "
+          f"estimated compute for the rest: {amount:.1f} {unit}")

@@ -1,0 +1,118 @@
+"""Turn an Experiment into trials: cells (row x column) x seeds, with teachers first.
+
+Row recipes follow the paper's stacking: a row adds its delta to the row named in
+``after``, else to the previous row when the table is cumulative, else to the base
+recipe. Column deltas (e.g. Table 4's batch 256 vs 1024) apply last.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError, unknown
+from harness.experiments.schema import Experiment, Row, read_experiment_file
+from harness.recipe import Recipe
+from harness.scales import Scale
+from harness.spec import TrialSpec
+
+HERE = Path(__file__).resolve().parent
+TEACHER_SEED = 0  # one teacher per recipe, shared by every student seed (like a pretrained one)
+
+
+def paper_tables() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(HERE.glob("paper_table*.yaml"))}
+
+
+def load_experiment(name: str) -> Experiment:
+    """A paper table by name (``paper_table6``) or a user's experiment file by path."""
+    tables = paper_tables()
+    if name in tables:
+        return read_experiment_file(tables[name])
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml", ".toml"):
+        return read_experiment_file(path)
+    raise unknown("table", name, list(tables) + ["grid", "<path to .yaml/.toml>"])
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: str
+    column: str
+    model: str
+    recipe: Recipe
+    teacher: TrialSpec | None = None
+
+
+@dataclass
+class Plan:
+    experiment: Experiment
+    scale: Scale
+    seeds: list[int]
+    cells: list[Cell] = field(default_factory=list)
+    trials: dict[tuple[str, str], list[TrialSpec]] = field(default_factory=dict)
+    teachers: list[TrialSpec] = field(default_factory=list)
+
+    def stages(self) -> list[list[TrialSpec]]:
+        """Teachers first (Sec 5.3 needs them trained), then every cell's trials."""
+        students = [t for ts in self.trials.values() for t in ts]
+        return [s for s in (self.teachers, students) if s]
+
+    def all_trials(self) -> list[TrialSpec]:
+        return [t for stage in self.stages() for t in stage]
+
+
+def row_recipes(exp: Experiment) -> dict[str, Recipe]:
+    """Each row's recipe after stacking (before column deltas)."""
+    out: dict[str, Recipe] = {}
+    prev: Recipe | None = None
+    for row in exp.rows:
+        if row.after is not None:
+            parent = out[row.after]
+        elif exp.cumulative and prev is not None:
+            parent = prev
+        else:
+            parent = exp.base_recipe
+        out[row.label] = parent.replace(**dict(row.recipe))
+        prev = out[row.label]
+    return out
+
+
+def _teacher_spec(exp: Experiment, row: Row, scale: Scale, data: str) -> TrialSpec | None:
+    if row.teacher is None:
+        return None
+    model = row.teacher.model or scale.teacher_model
+    return TrialSpec(model=model, recipe=row.teacher.recipe.validate(), scale=scale.name,
+                     seed=TEACHER_SEED, data=data, table=exp.name,
+                     row=f"teacher of '{row.label}'", column=model)
+
+
+def make_plan(exp: Experiment, scale: Scale, seeds: int | None = None,
+              data: str | None = None) -> Plan:
+    """Validate every recipe and build the trial list; raises before any compute."""
+    n = seeds or exp.seeds or scale.seeds
+    dataset = data or exp.data or ""
+    if exp.requires_imagefolder and not data and scale.dataset != "imagefolder":
+        raise HarnessError(f"{exp.name} needs its own dataset as an ImageFolder: pass "
+                           "--data-root PATH (a folder with train/<class>/* and val/<class>/*)")
+    plan = Plan(experiment=exp, scale=scale, seeds=list(range(n)))
+    recipes = row_recipes(exp)
+    teachers: dict[str, TrialSpec] = {}
+    for row in exp.rows:
+        teacher = _teacher_spec(exp, row, scale, dataset)
+        if teacher is not None:
+            teacher = teachers.setdefault(teacher.hash, teacher)
+        for col in exp.columns:
+            recipe = recipes[row.label].replace(**dict(col.recipe)).validate()
+            if recipe.distill and teacher is None:
+                raise HarnessError(f"{exp.source or exp.name}: row {row.label!r} has distill=true "
+                                   "but no teacher; add 'teacher: {recipe: ...}' to the row")
+            model = row.model or col.model
+            assert model is not None  # checked by parse_experiment
+            cell = Cell(row.label, col.label, model, recipe, teacher)
+            plan.cells.append(cell)
+            plan.trials[(row.label, col.label)] = [
+                TrialSpec(model=model, recipe=recipe, scale=scale.name, seed=s, data=dataset,
+                          teacher=teacher, table=exp.name, row=row.label, column=col.label)
+                for s in plan.seeds]
+    plan.teachers = list(teachers.values())
+    return plan

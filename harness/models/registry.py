@@ -1,0 +1,108 @@
+"""Model registry (timm style) and the shared builder conventions.
+
+Every architecture module registers its builders with ``@register_model``; a builder
+takes the keyword arguments ``num_classes, in_chans, width_mult, small_input, blocks``
+and returns an *uninitialised* ``nn.Module``. :func:`create_model` validates the
+arguments, calls the builder and applies the paper's initialisation (Sec 2.1).
+
+Width rule (all models): a nominal channel count ``c`` becomes
+``scale_channels(c, width_mult)`` = ``c * width_mult`` rounded to the nearest multiple
+of 8 (ties up), never below 8, and bumped by 8 if rounding lost more than 10%.
+At ``width_mult=1.0`` every channel count in these models is already a multiple of 8,
+so the full-size models are exactly the published layouts.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Callable, Protocol
+
+from torch import nn
+
+from harness.errors import HarnessError, unknown
+from harness.models.init import init_weights
+
+
+class ModelBuilder(Protocol):
+    """Signature every registered builder has."""
+
+    def __call__(self, *, num_classes: int, in_chans: int, width_mult: float,
+                 small_input: bool, blocks: tuple[int, ...] | None) -> nn.Module: ...
+
+
+_REGISTRY: dict[str, ModelBuilder] = {}
+_INPUT_SIZES: dict[str, int] = {}
+MODEL_NAMES: list[str] = []  # kept sorted, filled in place by register_model
+
+
+def register_model(fn: Callable | None = None, *, name: str | None = None,
+                   input_size: int = 224) -> Callable:
+    """Register a builder under ``name`` (default: the function's ``__name__``).
+
+    Usable as ``@register_model``, ``@register_model(input_size=299)`` or
+    ``register_model(fn, name="resnet50_d")``.
+    """
+
+    def _register(f: Callable) -> Callable:
+        key = name or f.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} registered twice")
+        _REGISTRY[key] = f
+        _INPUT_SIZES[key] = input_size
+        bisect.insort(MODEL_NAMES, key)
+        return f
+
+    return _register(fn) if fn is not None else _register
+
+
+def _builder(name: str) -> ModelBuilder:
+    if name not in _REGISTRY:
+        raise unknown("model", name, MODEL_NAMES)
+    return _REGISTRY[name]
+
+
+def default_input_size(name: str) -> int:
+    """Paper's training crop for ``name``: 224, or 299 for Inception-V3 (Sec 2.1, 4)."""
+    _builder(name)
+    return _INPUT_SIZES[name]
+
+
+def scale_channels(channels: int, width_mult: float, divisor: int = 8) -> int:
+    """Scale a nominal channel count by ``width_mult`` (see module docstring)."""
+    value = channels * width_mult
+    scaled = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if scaled < 0.9 * value:
+        scaled += divisor
+    return scaled
+
+
+def _check_args(num_classes: int, in_chans: int, width_mult: float) -> None:
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise HarnessError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if int(in_chans) != in_chans or in_chans < 1:
+        raise HarnessError(f"in_chans must be a positive integer, got {in_chans!r}")
+    if not width_mult > 0:
+        raise HarnessError(f"width_mult must be > 0, got {width_mult!r}")
+
+
+def check_blocks(blocks: tuple[int, ...] | None, length: int, what: str) -> tuple[int, ...] | None:
+    """Validate a ``blocks`` override: ``length`` positive integers (or None)."""
+    if blocks is None:
+        return None
+    blocks = tuple(blocks)
+    if len(blocks) != length or any(int(b) != b or b < 1 for b in blocks):
+        raise HarnessError(f"blocks for {what} must be {length} positive integers, got {blocks!r}")
+    return tuple(int(b) for b in blocks)
+
+
+def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
+                 width_mult: float = 1.0, small_input: bool = False,
+                 blocks: tuple[int, ...] | None = None,
+                 init: str = "xavier_uniform") -> nn.Module:
+    """Build the registered model ``name`` and initialise it with ``init`` (Sec 2.1)."""
+    builder = _builder(name)
+    _check_args(num_classes, in_chans, width_mult)
+    model = builder(num_classes=int(num_classes), in_chans=int(in_chans),
+                    width_mult=float(width_mult), small_input=bool(small_input),
+                    blocks=blocks)
+    init_weights(model, init)
+    return model

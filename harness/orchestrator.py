@@ -1,0 +1,256 @@
+"""Ray Tune runs a plan: one Ray trial per TrialSpec, stage by stage (teachers first).
+
+The driver alone writes the store, one transaction per finished trial (a Tune callback),
+so killing the driver loses at most the trials still running, and the next run trains
+only what is missing. Each trial checkpoints every epoch under
+``<results>/checkpoints/<spec hash>/``; ``FailureConfig(max_failures)`` restarts a
+crashed trial and the trainer resumes it from that checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness import provenance
+from harness.errors import HarnessError
+from harness.experiments import Plan
+from harness.records import failed_record, trial_record
+from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
+from harness.store import Store
+
+
+@dataclass
+class RunOptions:
+    store: str = "results/harness.sqlite"
+    address: str | None = None  # join an existing Ray cluster; None = embedded local Ray
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1
+    gpus_per_trial: float | None = None  # None: 1 at the paper scale, 0.25 for miniatures, 0 on CPU
+    max_failures: int = 2
+    data_root: str | None = None
+    ray_init_kwargs: dict[str, Any] = field(default_factory=dict)  # tests: num_gpus, num_cpus
+    log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    table: str
+    scale: str
+    trials: int = 0
+    done: int = 0
+    failed: int = 0
+    diverged: int = 0
+    skipped: int = 0
+    wall_s: float = 0.0
+    compute_s: float = 0.0  # sum of the trials' own wall time
+    concurrency: int = 1
+
+
+def results_dir(store_path: str) -> Path:
+    return Path(store_path).resolve().parent
+
+
+def tune_trainable(config: dict[str, Any]) -> None:
+    """Runs inside a Ray worker: one trial through the shared trainer, epochs reported."""
+    from ray import tune
+
+    from harness.trainer import TrainOptions, run_trial
+
+    spec = spec_from_dict(config["spec"])
+    log_path = Path(config["log_path"])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as fh:
+        def log(msg: str) -> None:
+            fh.write(msg + "\n")
+            fh.flush()
+
+        opts = TrainOptions(data_root=config["data_root"], checkpoint_dir=config["checkpoint_dir"],
+                            teacher_ckpt=config["teacher_ckpt"], threads=config["threads"], log=log)
+        log(f"== {spec.describe()} pid={os.getpid()} {provenance.utc_now()}")
+        result = run_trial(spec, opts, on_epoch=lambda row: tune.report({**row, "final": False}))
+    tune.report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
+                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                 "node": os.uname().nodename})
+
+
+def _result_from_trial(trial: Any) -> dict[str, Any] | None:
+    res = dict(trial.last_result or {})
+    if not res.get("final"):
+        return None
+    res["history"] = json.loads(res.pop("history_json", "[]"))
+    return res
+
+
+class StoreCallback:
+    """Tune callback (built lazily to subclass ray.tune.Callback): store rows + progress."""
+
+    @staticmethod
+    def make(store: Store, specs: dict[str, TrialSpec], summary: RunSummary, git: str,
+             macs: dict[str, int | None], log: Callable[[str], None], total_left: int):
+        from ray.tune import Callback
+
+        class _CB(Callback):
+            def __init__(self) -> None:
+                self.t0 = time.time()
+                self.finished = 0
+
+            def _spec(self, trial: Any) -> TrialSpec:
+                return specs[trial.config["spec_hash"]]
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                spec = self._spec(trial)
+                res = _result_from_trial(trial)
+                if res is None:
+                    rec = failed_record(spec, summary.run_id, "trial ended without a final result",
+                                        started_at=trial.config["started_at"], git_commit=git)
+                else:
+                    rec = trial_record(spec, summary.run_id, res, started_at=trial.config["started_at"],
+                                       git_commit=git, macs=macs.get(spec.model))
+                self._put(rec, trials)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                spec = self._spec(trial)
+                err = trial.get_error() or "trial failed (no error text)"
+                self._put(failed_record(spec, summary.run_id, str(err),
+                                        started_at=trial.config["started_at"], git_commit=git), trials)
+
+            def _put(self, rec, trials) -> None:
+                store.put_trial(rec)
+                self.finished += 1
+                setattr(summary, rec.status, getattr(summary, rec.status) + 1)
+                summary.compute_s += rec.wall_s or 0.0
+                running = sum(1 for t in trials if t.status == "RUNNING")
+                left = total_left - self.finished
+                rate = (time.time() - self.t0) / self.finished
+                log(f"[{rec.status:8s}] {self._label(rec)} top1={_fmt(rec.top1)} | done {summary.done} "
+                    f"failed {summary.failed} diverged {summary.diverged} skipped {summary.skipped} "
+                    f"running {running} left {left} | ETA {_eta(rate * left)}")
+
+            @staticmethod
+            def _label(rec) -> str:
+                return f"{rec.row_label} / {rec.column_label} seed {rec.seed}"
+
+        return _CB()
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _eta(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s"
+
+
+def _resources(plan: Plan, opts: RunOptions) -> dict[str, float]:
+    import ray
+
+    gpus = opts.gpus_per_trial
+    if gpus is None:
+        have = ray.cluster_resources().get("GPU", 0)
+        gpus = 0 if not have else (1 if plan.scale.name == "paper" else 0.25)
+    return {"cpu": opts.cpus_per_trial, "gpu": gpus}
+
+
+def _model_macs(plan: Plan) -> dict[str, int | None]:
+    """Multiply-adds of each model at the scale's size (for Table 5 and compute estimates)."""
+    from harness.models import model_stats
+
+    out: dict[str, int | None] = {}
+    for spec in plan.all_trials():
+        if spec.model not in out:
+            kw = plan.scale.model_kwargs_for(spec.model)
+            try:
+                out[spec.model] = int(model_stats(spec.model, input_size=plan.scale.image_size,
+                                                  in_chans=1 if plan.scale.dataset == "fashion_mnist" else 3,
+                                                  num_classes=10 if plan.scale.dataset != "imagefolder" else 1000,
+                                                  **kw)["macs"])
+            except Exception:
+                out[spec.model] = None
+    return out
+
+
+def _teacher_ckpt(store: Store, spec: TrialSpec) -> str | None | Exception:
+    """The teacher's final checkpoint, or an error saying why the student cannot run."""
+    if spec.teacher is None:
+        return None
+    rec = store.get_trial(spec.teacher.hash)
+    if rec is None or rec.status != "done" or not rec.checkpoint or not Path(rec.checkpoint).exists():
+        why = "not trained" if rec is None else (rec.error or rec.status)
+        return HarnessError(f"teacher {spec.teacher.hash} unavailable: {why}")
+    return rec.checkpoint
+
+
+def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOptions,
+               summary: RunSummary, git: str, macs: dict[str, int | None]) -> None:
+    from ray import tune
+
+    rdir = results_dir(opts.store)
+    configs, specs = [], {}
+    for spec in stage:
+        teacher = _teacher_ckpt(store, spec)
+        started = provenance.utc_now()
+        if isinstance(teacher, Exception):
+            store.put_trial(failed_record(spec, summary.run_id, str(teacher), started_at=started, git_commit=git))
+            summary.failed += 1
+            continue
+        specs[spec.hash] = spec
+        configs.append({"spec": spec_to_dict(spec), "spec_hash": spec.hash, "started_at": started,
+                        "checkpoint_dir": str(rdir / "checkpoints" / spec.hash),
+                        "log_path": str(rdir / "logs" / f"{spec.hash}.log"),
+                        "teacher_ckpt": teacher, "data_root": opts.data_root,
+                        "threads": max(1, int(opts.cpus_per_trial))})
+    if not configs:
+        return
+    res = _resources(plan, opts)
+    cb = StoreCallback.make(store, specs, summary, git, macs, opts.log, len(configs))
+    tuner = tune.Tuner(
+        tune.with_resources(tune_trainable, res),
+        param_space={"__trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=False),
+        run_config=tune.RunConfig(name=f"{plan.experiment.name}-{summary.run_id}",
+                                  storage_path=str(rdir / "ray"), verbose=0, callbacks=[cb],
+                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
+    )
+    tuner.fit()
+
+
+def run_plan(plan: Plan, opts: RunOptions, argv: list[str] | None = None) -> RunSummary:
+    """Train every missing trial of the plan; stored trials are skipped, never retrained."""
+    from harness.ray_env import init_ray, shutdown_ray
+
+    t0 = time.time()
+    summary = RunSummary(run_id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
+                         table=plan.experiment.name, scale=plan.scale.name)
+    git = provenance.git_commit()
+    with Store(opts.store) as store:
+        store.start_run(summary.run_id, plan.experiment.name, plan.scale.name,
+                        " ".join(argv or []), git)
+        all_trials = plan.all_trials()
+        summary.trials = len(all_trials)
+        done = store.done_hashes([t.hash for t in all_trials])
+        todo = [[t for t in stage if t.hash not in done] for stage in plan.stages()]
+        summary.skipped = sum(len(s) for s in plan.stages()) - sum(len(s) for s in todo)
+        opts.log(f"{plan.experiment.name} @ {plan.scale.name}: {summary.trials} trials, "
+                 f"{summary.skipped} already stored, {sum(map(len, todo))} to train")
+        if any(todo):
+            init_ray(opts.address, **opts.ray_init_kwargs)
+            try:
+                macs = _model_macs(plan)
+                for stage in todo:
+                    if stage:
+                        _run_stage(stage, store, plan, opts, summary, git, macs)
+            finally:
+                if not opts.address:
+                    shutdown_ray()
+        summary.wall_s = time.time() - t0
+        store.finish_run(summary.run_id, summary.trials, summary.done + summary.skipped,
+                         summary.failed, summary.skipped)
+    return summary

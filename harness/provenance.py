@@ -1,0 +1,49 @@
+"""Provenance of a result: versions, git commit, device, timestamps (DESIGN.md, Results)."""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+import torchvision
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The commit of the harness's own checkout ('+dirty' when it has changes), or 'unknown'."""
+    where = Path(cwd) if cwd else Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where, text=True,
+                             capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=where, text=True, capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+
+
+def ray_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("ray")
+    except Exception:  # Ray is optional: the trainer runs without it
+        return None
+
+
+def device_name(device: torch.device) -> str:
+    """'cuda:NVIDIA H100 80GB HBM3' or 'cpu:<processor> x<threads>'."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    proc = platform.processor() or platform.machine()
+    return f"cpu:{proc} x{torch.get_num_threads()}"
+
+
+def versions() -> dict[str, str | None]:
+    return {"torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+            "ray_version": ray_version()}

@@ -1,0 +1,74 @@
+"""A trial: one (model, recipe, data, scale, seed), identified by a stable hash.
+
+The hash covers everything that changes the numbers a trial produces (model, recipe,
+dataset, the scale's settings, seed, teacher) and nothing else: the table/row/column
+labels are excluded, so tables that contain the same trial share it in the store
+(Table 4's last row is Table 5's first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.recipe import Recipe, stable_hash
+from harness.scales import Scale, get_scale
+
+# Recipe fields that change speed only, not results: kept out of the trial hash.
+EXECUTION_FIELDS = ("channels_last", "compile")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything needed to train one trial; ``teacher`` is another trial (Sec 5.3)."""
+
+    model: str
+    recipe: Recipe
+    scale: str
+    seed: int
+    data: str = ""  # dataset name or ImageFolder path; "" = the scale's dataset
+    teacher: "TrialSpec | None" = None
+    table: str = field(default="", compare=False)
+    row: str = field(default="", compare=False)
+    column: str = field(default="", compare=False)
+
+    @property
+    def scale_obj(self) -> Scale:
+        return get_scale(self.scale)
+
+    @property
+    def dataset(self) -> str:
+        return self.data or self.scale_obj.dataset
+
+    def hash_payload(self) -> dict[str, Any]:
+        recipe = {k: v for k, v in self.recipe.to_dict().items() if k not in EXECUTION_FIELDS}
+        return {
+            "model": self.model,
+            "recipe": recipe,
+            "scale": self.scale,
+            "scale_fp": self.scale_obj.fingerprint(),
+            "seed": self.seed,
+            "data": self.dataset,
+            "teacher": self.teacher.hash if self.teacher else None,
+        }
+
+    @property
+    def hash(self) -> str:
+        return stable_hash(self.hash_payload())
+
+    def describe(self) -> str:
+        label = " / ".join(x for x in (self.table, self.row, self.column) if x)
+        return f"{label or self.model} seed={self.seed} [{self.hash[:8]}]"
+
+
+def spec_to_dict(spec: TrialSpec) -> dict[str, Any]:
+    """Plain-data form (for Ray configs and checkpoints); ``spec_from_dict`` inverts it."""
+    return {"model": spec.model, "recipe": spec.recipe.to_dict(), "scale": spec.scale,
+            "seed": spec.seed, "data": spec.data, "table": spec.table, "row": spec.row,
+            "column": spec.column, "teacher": spec_to_dict(spec.teacher) if spec.teacher else None}
+
+
+def spec_from_dict(d: dict[str, Any]) -> TrialSpec:
+    return TrialSpec(model=d["model"], recipe=Recipe.from_dict(d["recipe"]), scale=d["scale"],
+                     seed=int(d["seed"]), data=d.get("data", ""),
+                     teacher=spec_from_dict(d["teacher"]) if d.get("teacher") else None,
+                     table=d.get("table", ""), row=d.get("row", ""), column=d.get("column", ""))

@@ -1,0 +1,84 @@
+"""Low-precision (FP16) training -- paper Sec. 3.2.
+
+"[...] store all parameters and activations in FP16 and use FP16 to compute
+gradients. At the same time, all parameters have an copy in FP32 for parameter
+updating. In addition, multiplying a scalar to the loss to better align the
+range of the gradient into FP16 is also a practical solution."
+
+Here this is realised with PyTorch automatic mixed precision: parameters stay
+FP32 (the "FP32 master copy"), ``torch.autocast`` runs eligible ops in
+FP16/BF16, and ``torch.amp.GradScaler`` does dynamic loss scaling for FP16.
+On CPU, autocast's low-precision type is bfloat16, so ``"fp16"`` is resolved
+to ``"bf16"`` there (bf16 has FP32's exponent range: no loss scaling needed) --
+but only on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX). Elsewhere
+(e.g. AVX2-only CPUs, where bf16 convolutions were measured ~10x slower than
+fp32) it resolves to ``"fp32"``; the effective precision is what results record.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16"]
+
+_PRECISIONS = ("fp32", "fp16", "bf16")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (x86 flags avx512_bf16 or amx_bf16).
+
+    ``HARNESS_CPU_BF16=1``/``0`` overrides the detection.
+    """
+    env = os.environ.get("HARNESS_CPU_BF16")
+    if env in ("0", "1"):
+        return env == "1"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((ln for ln in fh if ln.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str, device_type: str, cpu_bf16: bool | None = None) -> str:
+    """Sec. 3.2: map a requested precision to what ``device_type`` runs.
+
+    ``"fp16"`` on ``"cpu"`` becomes ``"bf16"`` (CPU autocast's low-precision
+    dtype) when the CPU has native bf16 (``cpu_bf16``; None = detect), else
+    ``"fp32"``; ``"fp32"`` and ``"bf16"`` are returned unchanged, as is
+    ``"fp16"`` on accelerators.  Anything else raises ``ValueError``.
+    """
+    if requested not in _PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; expected one of {_PRECISIONS}")
+    if requested == "fp16" and device_type == "cpu":
+        native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
+        return "bf16" if native else "fp32"
+    return requested
+
+
+def autocast(precision: str, device_type: str):
+    """Sec. 3.2: context manager running the forward pass in ``precision``.
+
+    ``torch.autocast(device_type, dtype=float16/bfloat16)`` for fp16/bf16 (the
+    precision is first passed through :func:`resolve_precision`, so fp16 on CPU
+    gives bf16), ``contextlib.nullcontext()`` for fp32.
+    """
+    precision = resolve_precision(precision, device_type)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=_DTYPES[precision])
+
+
+def make_scaler(precision: str, device_type: str) -> torch.amp.GradScaler:
+    """Sec. 3.2 loss scaling: a ``GradScaler`` enabled only for fp16 on CUDA.
+
+    Disabled otherwise (bf16 and fp32 need no loss scaling): a disabled
+    scaler's ``scale(loss)`` returns ``loss`` and ``step(opt)`` just calls
+    ``opt.step()``, so the training loop can use it unconditionally.
+    """
+    precision = resolve_precision(precision, device_type)
+    enabled = precision == "fp16" and device_type == "cuda"
+    return torch.amp.GradScaler(device_type, enabled=enabled)
