@@ -27,15 +27,13 @@ def trial_seconds(plan: Plan, model: str, epochs: int, macs: dict[str, float]) -
 
 
 def print_plan(plan: Plan, store_path: str) -> None:
-    from harness.orchestrator import _model_macs
-
     stored: set[str] = set()
     if Path(store_path).exists():
         from harness.store import Store
 
         with Store(store_path, readonly=True) as st:
             stored = st.done_hashes([t.hash for t in plan.all_trials()])
-    macs = {k: float(v or 0) for k, v in _model_macs(plan).items()}
+    macs = {k: float(v or 0) for k, v in model_macs(plan).items()}
     rows, total = [], 0.0
     for i, stage in enumerate(plan.stages()):
         for t in stage:
@@ -50,3 +48,21 @@ def print_plan(plan: Plan, store_path: str) -> None:
     amount = total / 3600 if plan.scale.name == "paper" else total / 60
     print(f"\n{len(rows)} trials in {len(plan.stages())} stage(s), {len(stored)} stored; "
           f"estimated compute for the rest: {amount:.1f} {unit}")
+
+
+def model_macs(plan: Plan) -> dict[str, int | None]:
+    """Multiply-adds of each model at the scale's size (for Table 5 and compute estimates)."""
+    from harness.models import model_stats
+
+    out: dict[str, int | None] = {}
+    for spec in plan.all_trials():
+        if spec.model not in out:
+            kw = plan.scale.model_kwargs_for(spec.model)
+            try:
+                out[spec.model] = int(model_stats(spec.model, input_size=plan.scale.image_size,
+                                                  in_chans=1 if plan.scale.dataset == "fashion_mnist" else 3,
+                                                  num_classes=10 if plan.scale.dataset != "imagefolder" else 1000,
+                                                  **kw)["macs"])
+            except Exception:
+                out[spec.model] = None
+    return out

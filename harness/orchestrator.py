@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ray.tune import Callback
+
 from harness import provenance
 from harness.errors import HarnessError
 from harness.experiments import Plan
+from harness.estimate import model_macs
 from harness.records import failed_record, trial_record
 from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
 from harness.store import Store
@@ -63,6 +66,7 @@ def tune_trainable(config: dict[str, Any]) -> None:
 
     from harness.trainer import TrainOptions, run_trial
 
+    config = config["trial"]
     spec = spec_from_dict(config["spec"])
     log_path = Path(config["log_path"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,56 +92,61 @@ def _result_from_trial(trial: Any) -> dict[str, Any] | None:
     return res
 
 
-class StoreCallback:
-    """Tune callback (built lazily to subclass ray.tune.Callback): store rows + progress."""
+class StoreCallback(Callback):
+    """Runs in the driver: one store transaction per finished trial, and a progress line.
 
-    @staticmethod
-    def make(store: Store, specs: dict[str, TrialSpec], summary: RunSummary, git: str,
-             macs: dict[str, int | None], log: Callable[[str], None], total_left: int):
-        from ray.tune import Callback
+    Tune pickles its run config (callbacks included), so the open store is dropped from
+    the pickled state; only the driver's live instance ever writes.
+    """
 
-        class _CB(Callback):
-            def __init__(self) -> None:
-                self.t0 = time.time()
-                self.finished = 0
+    def __init__(self, store: Store, specs: dict[str, TrialSpec], summary: RunSummary, git: str,
+                 macs: dict[str, int | None], log: Callable[[str], None], total_left: int) -> None:
+        self._store, self.specs, self.summary, self.git = store, specs, summary, git
+        self.macs, self.log, self.total_left = macs, log, total_left
+        self.t0 = time.time()
+        self.finished = 0
 
-            def _spec(self, trial: Any) -> TrialSpec:
-                return specs[trial.config["spec_hash"]]
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_store", None)
+        state.pop("log", None)
+        return state
 
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                spec = self._spec(trial)
-                res = _result_from_trial(trial)
-                if res is None:
-                    rec = failed_record(spec, summary.run_id, "trial ended without a final result",
-                                        started_at=trial.config["started_at"], git_commit=git)
-                else:
-                    rec = trial_record(spec, summary.run_id, res, started_at=trial.config["started_at"],
-                                       git_commit=git, macs=macs.get(spec.model))
-                self._put(rec, trials)
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        spec = self.specs[trial.config["trial"]["spec_hash"]]
+        res = _result_from_trial(trial)
+        started = trial.config["trial"]["started_at"]
+        if res is None:
+            rec = failed_record(spec, self.summary.run_id, "trial ended without a final result",
+                                started_at=started, git_commit=self.git)
+        else:
+            rec = trial_record(spec, self.summary.run_id, res, started_at=started,
+                               git_commit=self.git, macs=self.macs.get(spec.model))
+        self._put(rec, trials)
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                spec = self._spec(trial)
-                err = trial.get_error() or "trial failed (no error text)"
-                self._put(failed_record(spec, summary.run_id, str(err),
-                                        started_at=trial.config["started_at"], git_commit=git), trials)
+    def on_trial_error(self, iteration, trials, trial, **info):
+        spec = self.specs[trial.config["trial"]["spec_hash"]]
+        err = trial.get_error() or "trial failed (no error text)"
+        self._put(failed_record(spec, self.summary.run_id, str(err),
+                                started_at=trial.config["trial"]["started_at"], git_commit=self.git), trials)
 
-            def _put(self, rec, trials) -> None:
-                store.put_trial(rec)
-                self.finished += 1
-                setattr(summary, rec.status, getattr(summary, rec.status) + 1)
-                summary.compute_s += rec.wall_s or 0.0
-                running = sum(1 for t in trials if t.status == "RUNNING")
-                left = total_left - self.finished
-                rate = (time.time() - self.t0) / self.finished
-                log(f"[{rec.status:8s}] {self._label(rec)} top1={_fmt(rec.top1)} | done {summary.done} "
-                    f"failed {summary.failed} diverged {summary.diverged} skipped {summary.skipped} "
-                    f"running {running} left {left} | ETA {_eta(rate * left)}")
+    def _put(self, rec, trials) -> None:
+        self._store.put_trial(rec)
+        self.finished += 1
+        s = self.summary
+        setattr(s, rec.status, getattr(s, rec.status) + 1)
+        s.compute_s += rec.wall_s or 0.0
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        left = self.total_left - self.finished
+        rate = (time.time() - self.t0) / self.finished
+        self.log(f"[{rec.status:8s}] {rec.row_label} / {rec.column_label} seed {rec.seed} "
+                 f"top1={_fmt(rec.top1)} | done {s.done} failed {s.failed} diverged {s.diverged} "
+                 f"skipped {s.skipped} running {running} left {left} | ETA {_eta(rate * left)}")
 
-            @staticmethod
-            def _label(rec) -> str:
-                return f"{rec.row_label} / {rec.column_label} seed {rec.seed}"
 
-        return _CB()
+def _trial_name(trial: Any) -> str:
+    """Short, stable Ray trial names: the spec hash (Ray's default embeds the whole config)."""
+    return trial.config["trial"]["spec_hash"]
 
 
 def _fmt(v: float | None) -> str:
@@ -157,24 +166,6 @@ def _resources(plan: Plan, opts: RunOptions) -> dict[str, float]:
         have = ray.cluster_resources().get("GPU", 0)
         gpus = 0 if not have else (1 if plan.scale.name == "paper" else 0.25)
     return {"cpu": opts.cpus_per_trial, "gpu": gpus}
-
-
-def _model_macs(plan: Plan) -> dict[str, int | None]:
-    """Multiply-adds of each model at the scale's size (for Table 5 and compute estimates)."""
-    from harness.models import model_stats
-
-    out: dict[str, int | None] = {}
-    for spec in plan.all_trials():
-        if spec.model not in out:
-            kw = plan.scale.model_kwargs_for(spec.model)
-            try:
-                out[spec.model] = int(model_stats(spec.model, input_size=plan.scale.image_size,
-                                                  in_chans=1 if plan.scale.dataset == "fashion_mnist" else 3,
-                                                  num_classes=10 if plan.scale.dataset != "imagefolder" else 1000,
-                                                  **kw)["macs"])
-            except Exception:
-                out[spec.model] = None
-    return out
 
 
 def _teacher_ckpt(store: Store, spec: TrialSpec) -> str | None | Exception:
@@ -210,11 +201,13 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
     if not configs:
         return
     res = _resources(plan, opts)
-    cb = StoreCallback.make(store, specs, summary, git, macs, opts.log, len(configs))
+    cb = StoreCallback(store, specs, summary, git, macs, opts.log, len(configs))
     tuner = tune.Tuner(
         tune.with_resources(tune_trainable, res),
-        param_space={"__trial": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=False),
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=True,
+                                    trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=f"{plan.experiment.name}-{summary.run_id}",
                                   storage_path=str(rdir / "ray"), verbose=0, callbacks=[cb],
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
@@ -243,7 +236,7 @@ def run_plan(plan: Plan, opts: RunOptions, argv: list[str] | None = None) -> Run
         if any(todo):
             init_ray(opts.address, **opts.ray_init_kwargs)
             try:
-                macs = _model_macs(plan)
+                macs = model_macs(plan)
                 for stage in todo:
                     if stage:
                         _run_stage(stage, store, plan, opts, summary, git, macs)
