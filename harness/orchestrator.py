@@ -76,7 +76,8 @@ def tune_trainable(config: dict[str, Any]) -> None:
             fh.flush()
 
         opts = TrainOptions(data_root=config["data_root"], checkpoint_dir=config["checkpoint_dir"],
-                            teacher_ckpt=config["teacher_ckpt"], threads=config["threads"], log=log)
+                            teacher_ckpt=config["teacher_ckpt"], backbone_ckpt=config["backbone_ckpt"],
+                            threads=config["threads"], log=log)
         log(f"== {spec.describe()} pid={os.getpid()} {provenance.utc_now()}")
         result = run_trial(spec, opts, on_epoch=lambda row: tune.report({**row, "final": False}))
     tune.report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
@@ -168,14 +169,14 @@ def _resources(plan: Plan, opts: RunOptions) -> dict[str, float]:
     return {"cpu": opts.cpus_per_trial, "gpu": gpus}
 
 
-def _teacher_ckpt(store: Store, spec: TrialSpec) -> str | None | Exception:
-    """The teacher's final checkpoint, or an error saying why the student cannot run."""
-    if spec.teacher is None:
+def _dependency_ckpt(store: Store, dep: TrialSpec | None, role: str) -> str | None:
+    """The final checkpoint of a trial this one depends on (teacher, backbone)."""
+    if dep is None:
         return None
-    rec = store.get_trial(spec.teacher.hash)
+    rec = store.get_trial(dep.hash)
     if rec is None or rec.status != "done" or not rec.checkpoint or not Path(rec.checkpoint).exists():
         why = "not trained" if rec is None else (rec.error or rec.status)
-        return HarnessError(f"teacher {spec.teacher.hash} unavailable: {why}")
+        raise HarnessError(f"{role} {dep.hash} unavailable: {why}")
     return rec.checkpoint
 
 
@@ -186,17 +187,19 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
     rdir = results_dir(opts.store)
     configs, specs = [], {}
     for spec in stage:
-        teacher = _teacher_ckpt(store, spec)
         started = provenance.utc_now()
-        if isinstance(teacher, Exception):
-            store.put_trial(failed_record(spec, summary.run_id, str(teacher), started_at=started, git_commit=git))
+        try:
+            teacher = _dependency_ckpt(store, spec.teacher, "teacher")
+            backbone = _dependency_ckpt(store, spec.backbone, "backbone")
+        except HarnessError as exc:
+            store.put_trial(failed_record(spec, summary.run_id, str(exc), started_at=started, git_commit=git))
             summary.failed += 1
             continue
         specs[spec.hash] = spec
         configs.append({"spec": spec_to_dict(spec), "spec_hash": spec.hash, "started_at": started,
                         "checkpoint_dir": str(rdir / "checkpoints" / spec.hash),
                         "log_path": str(rdir / "logs" / f"{spec.hash}.log"),
-                        "teacher_ckpt": teacher, "data_root": opts.data_root,
+                        "teacher_ckpt": teacher, "backbone_ckpt": backbone, "data_root": opts.data_root,
                         "threads": max(1, int(opts.cpus_per_trial))})
     if not configs:
         return

@@ -14,6 +14,7 @@ def trial_record(spec: TrialSpec, run_id: str, result: dict[str, Any], *, starte
     """A TrialRecord from a trainer result dict (TrialResult.to_json() + 'history')."""
     history = result.get("history") or []
     extra = {k: result[k] for k in ("cuda_visible_devices", "node", "attempts") if k in result}
+    extra.update(result.get("metrics") or {})  # transfer metrics (map, pixacc, miou)
     return TrialRecord(
         spec_hash=spec.hash, run_id=run_id, table_name=spec.table, row_label=spec.row,
         column_label=spec.column, model=spec.model, recipe_json=json.dumps(spec.recipe.to_dict()),

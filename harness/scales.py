@@ -40,6 +40,11 @@ class Scale:
     def batch_size(self, recipe: Recipe) -> int:
         return max(1, int(round(recipe.batch_size * self.batch_factor)))
 
+    def lr(self, recipe: Recipe) -> float:
+        """Initial lr at this scale: the recipe's lr x batch_factor, i.e. the linear scaling
+        rule (Sec 3.1) applied to the miniaturised batch, so lr/batch stays the paper's."""
+        return recipe.lr * self.batch_factor
+
     def epochs(self, recipe: Recipe) -> int:
         return max(self.min_epochs, int(math.ceil(recipe.epochs * self.epoch_factor - 1e-9)))
 
@@ -80,7 +85,7 @@ SMOKE = Scale(
         "synthetic seeded data (16x16 RGB, 10 classes, 256 train / 128 test images) instead of "
         "ImageNet: numbers test the plumbing, not accuracy",
         "1 epoch for every recipe (mixup's 200-epoch rows too): schedules are compressed proportionally",
-        "batch = paper batch / 16 (256 -> 16, 1024 -> 64); linear scaling keeps lr = 0.1 x paper batch / 256",
+        "batch = paper batch / 16 (256 -> 16, 1024 -> 64) and lr = paper lr / 16 (lr/batch as in the paper)",
         "miniature models: width x1/8 (Inception x1/16), one block per stage, small-input stem",
         "no colour jitter or PCA lighting; crop area 35-100%",
         "the teacher is a miniature ResNet-101-D instead of ResNet-152-D",
@@ -88,23 +93,24 @@ SMOKE = Scale(
 )
 
 LOCAL = Scale(
-    name="local", dataset="fashion_mnist", image_size=28, eval_resize=28, batch_factor=1 / 8,
+    name="local", dataset="fashion_mnist", image_size=28, eval_resize=32, batch_factor=1 / 8,
     epoch_factor=1 / 40, min_epochs=1, seeds=2, train_subset=20000, test_subset=None,
-    min_crop_area=0.35, color_jitter=False, pca_lighting=False, model_kwargs=_MINI,
+    min_crop_area=0.5, color_jitter=False, pca_lighting=False, model_kwargs=_MINI,
     teacher_model="resnet101_d", threads_per_trial=1,
     deviations=(
         "Fashion-MNIST (28x28 grey, 10 classes) instead of ImageNet (224x224 RGB, 1000 classes); "
         "the first 20,000 training images, all 10,000 test images",
         "epochs = paper epochs / 40 (120 -> 3, 200 -> 5); step milestones and warmup keep their "
         "fraction of the schedule (per-iteration)",
-        "batch = paper batch / 8 (256 -> 32, 1024 -> 128); linear scaling keeps lr = 0.1 x paper batch / 256",
+        "batch = paper batch / 8 (256 -> 32, 1024 -> 128) and lr = paper lr / 8 (0.1 -> 0.0125, "
+        "0.4 -> 0.05): the linear scaling rule applied to the smaller batch keeps lr/batch as in the paper",
         "miniature models: ResNets at width x1/4 with one block per stage (paper stem, stride 4 "
         "before layer1); MobileNet at width x1/4; Inception-V3 at width x1/16 with one block of "
         "each kind and a small-input stem",
-        "random-resized crop area 35-100% instead of 8-100% (28x28 images)",
+        "random-resized crop area 50-100% instead of 8-100% (28x28 images)",
         "no hue/saturation/brightness jitter or PCA lighting (grey images); Fashion-MNIST's own "
         "mean/std (72.94/90.02) for normalisation",
-        "evaluation on the full 28x28 test image (no resize + center crop)",
+        "evaluation: resize to 32 and center-crop 28 (the paper's 256 -> 224 ratio)",
         "fp16 runs as bf16 autocast on CPUs with native bf16, else as fp32 (recorded per trial)",
         "the distillation teacher is a miniature ResNet-101-D (width x1/2, blocks 1-2-2-1) trained "
         "once (seed 0) per teacher recipe, instead of ResNet-152-D",

@@ -27,6 +27,9 @@ class TrialSpec:
     seed: int
     data: str = ""  # dataset name or ImageFolder path; "" = the scale's dataset
     teacher: "TrialSpec | None" = None
+    task: str = "classification"  # | detection | segmentation (Sec 6 transfer)
+    backbone: "TrialSpec | None" = None  # the classification trial a transfer trial starts from
+    task_args: str = ""  # JSON of the transfer settings (experiment's 'transfer' block)
     table: str = field(default="", compare=False)
     row: str = field(default="", compare=False)
     column: str = field(default="", compare=False)
@@ -49,7 +52,14 @@ class TrialSpec:
             "seed": self.seed,
             "data": self.dataset,
             "teacher": self.teacher.hash if self.teacher else None,
-        }
+        } | self._task_payload()
+
+    def _task_payload(self) -> dict[str, Any]:
+        """Transfer trials add their task; classification hashes stay as they always were."""
+        if self.task == "classification":
+            return {}
+        return {"task": self.task, "backbone": self.backbone.hash if self.backbone else None,
+                "task_args": self.task_args}
 
     @property
     def hash(self) -> str:
@@ -64,11 +74,15 @@ def spec_to_dict(spec: TrialSpec) -> dict[str, Any]:
     """Plain-data form (for Ray configs and checkpoints); ``spec_from_dict`` inverts it."""
     return {"model": spec.model, "recipe": spec.recipe.to_dict(), "scale": spec.scale,
             "seed": spec.seed, "data": spec.data, "table": spec.table, "row": spec.row,
-            "column": spec.column, "teacher": spec_to_dict(spec.teacher) if spec.teacher else None}
+            "column": spec.column, "teacher": spec_to_dict(spec.teacher) if spec.teacher else None,
+            "task": spec.task, "task_args": spec.task_args,
+            "backbone": spec_to_dict(spec.backbone) if spec.backbone else None}
 
 
 def spec_from_dict(d: dict[str, Any]) -> TrialSpec:
     return TrialSpec(model=d["model"], recipe=Recipe.from_dict(d["recipe"]), scale=d["scale"],
                      seed=int(d["seed"]), data=d.get("data", ""),
                      teacher=spec_from_dict(d["teacher"]) if d.get("teacher") else None,
+                     task=d.get("task", "classification"), task_args=d.get("task_args", ""),
+                     backbone=spec_from_dict(d["backbone"]) if d.get("backbone") else None,
                      table=d.get("table", ""), row=d.get("row", ""), column=d.get("column", ""))

@@ -43,6 +43,7 @@ class TrainOptions:
     data_root: str | None = None
     checkpoint_dir: str | None = None  # ckpt.pt here; an existing one is resumed
     teacher_ckpt: str | None = None  # Sec 5.3: the teacher trial's final checkpoint
+    backbone_ckpt: str | None = None  # Sec 6: the classification trial a transfer trial fine-tunes
     threads: int = 0  # torch CPU threads; 0 = the scale's setting or torch's default
     log_every: int = 100  # iterations between progress lines and divergence checks
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
@@ -66,6 +67,7 @@ class TrialResult:
     checkpoint: str | None = None
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # transfer: map, pixacc, miou
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,7 +93,7 @@ def make_schedule(recipe: Recipe, scale: Scale, iters_per_epoch: int) -> LRSched
     epochs = scale.epochs(recipe)
     total = epochs * iters_per_epoch
     frac = total / recipe.epochs  # iterations per paper epoch
-    return LRSchedule(base_lr=recipe.lr, total_iters=total,
+    return LRSchedule(base_lr=scale.lr(recipe), total_iters=total,
                       warmup_iters=int(round(recipe.warmup_epochs * frac)),
                       kind=recipe.lr_schedule,
                       milestones=tuple(int(round(m * frac)) for m in recipe.step_milestones),
@@ -118,7 +120,7 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe,
     """NAG (Sec 2.1) over param groups that honour no-bias-decay (Sec 3.1)."""
     groups = param_groups(model, recipe.weight_decay, recipe.no_bias_decay)
     fused = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum,
+    return torch.optim.SGD(groups, lr=0.0, momentum=recipe.momentum,  # lr set per iteration
                            nesterov=recipe.optimizer == "nag", **fused)
 
 
@@ -271,6 +273,10 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
     """Train and evaluate one trial. Bad input raises HarnessError before any compute;
     a NaN/inf loss ends the trial with status 'diverged'."""
     opts = opts or TrainOptions()
+    if spec.task != "classification":
+        from harness.transfer import run_transfer
+
+        return run_transfer(spec, opts, on_epoch)
     spec.recipe.validate()
     scale = spec.scale_obj
     if spec.recipe.distill and not opts.teacher_ckpt:

@@ -361,11 +361,16 @@ def test_resolve_precision():
         resolve_precision("fp8", "cpu")
 
 
-def test_autocast_dtypes_on_cpu():
-    """autocast('fp16'/'bf16','cpu') runs matmuls in bfloat16; autocast('fp32', ...) leaves float32."""
+def test_autocast_dtypes_on_cpu(monkeypatch):
+    """autocast('fp16'/'bf16','cpu') runs matmuls in bfloat16 on a CPU with native bf16 (and
+    fp32 without it); autocast('fp32', ...) leaves float32."""
     a, b = torch.randn(4, 8), torch.randn(8, 3)
+    monkeypatch.setenv("HARNESS_CPU_BF16", "1")
     with autocast("fp16", "cpu"):
         assert (a @ b).dtype == torch.bfloat16
+    monkeypatch.setenv("HARNESS_CPU_BF16", "0")
+    with autocast("fp16", "cpu"):
+        assert (a @ b).dtype == torch.float32
     with autocast("bf16", "cpu"):
         assert (a @ b).dtype == torch.bfloat16
     with autocast("fp32", "cpu"):

@@ -51,11 +51,13 @@ class Plan:
     cells: list[Cell] = field(default_factory=list)
     trials: dict[tuple[str, str], list[TrialSpec]] = field(default_factory=dict)
     teachers: list[TrialSpec] = field(default_factory=list)
+    backbones: list[TrialSpec] = field(default_factory=list)  # transfer tables (Sec 6)
 
     def stages(self) -> list[list[TrialSpec]]:
-        """Teachers first (Sec 5.3 needs them trained), then every cell's trials."""
-        students = [t for ts in self.trials.values() for t in ts]
-        return [s for s in (self.teachers, students) if s]
+        """Teachers first (Sec 5.3 needs them trained), then backbones (transfer tables),
+        then every cell's trials."""
+        cells = [t for ts in self.trials.values() for t in ts]
+        return [s for s in (self.teachers, self.backbones, cells) if s]
 
     def all_trials(self) -> list[TrialSpec]:
         return [t for stage in self.stages() for t in stage]
@@ -110,9 +112,21 @@ def make_plan(exp: Experiment, scale: Scale, seeds: int | None = None,
             assert model is not None  # checked by parse_experiment
             cell = Cell(row.label, col.label, model, recipe, teacher)
             plan.cells.append(cell)
-            plan.trials[(row.label, col.label)] = [
-                TrialSpec(model=model, recipe=recipe, scale=scale.name, seed=s, data=dataset,
-                          teacher=teacher, table=exp.name, row=row.label, column=col.label)
-                for s in plan.seeds]
+            specs = [TrialSpec(model=model, recipe=recipe, scale=scale.name, seed=s, data=dataset,
+                               teacher=teacher, table=exp.name, row=row.label, column=col.label)
+                     for s in plan.seeds]
+            if exp.kind != "classification":
+                plan.backbones.extend(specs)
+                specs = [_transfer_spec(exp, b) for b in specs]
+            plan.trials[(row.label, col.label)] = specs
     plan.teachers = list(teachers.values())
     return plan
+
+
+def _transfer_spec(exp: Experiment, backbone: TrialSpec) -> TrialSpec:
+    """Sec 6: fine-tune the backbone trial's network for detection or segmentation."""
+    import json
+    from dataclasses import replace
+
+    return replace(backbone, task=exp.kind, backbone=backbone, teacher=None,
+                   task_args=json.dumps(dict(exp.transfer), sort_keys=True))

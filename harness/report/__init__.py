@@ -1,0 +1,63 @@
+"""Paper-style reports: ``reports/<scale>/<table>.md`` with figures, and ``reports/README.md``.
+
+    from harness.report import write_report
+    write_report(exp, scale, "results/harness.sqlite", seeds=[0, 1], out_dir="reports")
+
+The report's trials are the experiment's plan (``make_plan``) looked up in the store by
+spec hash; see :mod:`harness.report.tables` (data and tables), :mod:`.stats` (intervals and
+verdicts), :mod:`.figures`, :mod:`.markdown` and :mod:`.index`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.experiments import Experiment
+from harness.scales import Scale
+
+__all__ = ["write_report", "build_report"]
+
+
+def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: list[int] | None = None,
+                 out_dir: str | Path = "reports", *, data: str | None = None,
+                 data_root: str | None = None) -> tuple[Path, str]:
+    """Collect the data, draw the figures (under ``out_dir/<scale>/figures``) and return
+    ``(report path, markdown)`` without writing the markdown or the index."""
+    from harness.report import figures as F
+    from harness.report.markdown import render
+    from harness.report.tables import collect
+
+    report_data = collect(exp, scale, store_path, seeds, data=data, data_root=data_root)
+    folder = Path(out_dir) / scale.name
+    fig_dir = folder / "figures"
+    deltas = report_data.deltas("top1") if exp.stacked and "top1" in exp.metrics else []
+    figs = []
+    if exp.kind == "classification":
+        figs.append(F.lr_schedule_figure(report_data, fig_dir / f"{exp.name}-lr-schedule.png"))
+        ls = F.label_smoothing_figure(report_data, fig_dir / f"{exp.name}-label-smoothing-gap.png")
+        if ls is not None:
+            figs.append(ls)
+    if deltas:
+        d = F.deltas_figure(report_data, deltas, fig_dir / f"{exp.name}-deltas.png")
+        if d is not None:
+            figs.append(d)
+    return folder / f"{exp.name}.md", render(report_data, deltas, figs, "figures")
+
+
+def write_report(exp: Experiment, scale: Scale, store_path: str | Path,
+                 seeds: list[int] | None = None, out_dir: str | Path = "reports", *,
+                 data: str | None = None, data_root: str | None = None) -> Path:
+    """Write ``out_dir/<scale>/<exp.name>.md`` (+ PNGs in ``figures/``) atomically and
+    refresh ``out_dir/README.md``; returns the report's path.
+
+    ``seeds``: the seeds run (their count picks the plan; default the experiment's or the
+    scale's). ``data``: the dataset the trials ran on when it is not the scale's (Table 7's
+    ImageFolder; default: the one the store recorded for this table). ``data_root``: where
+    to load the test set for the label-smoothing figure (Fashion-MNIST folder).
+    Raises HarnessError (one line) for a missing or unreadable store.
+    """
+    from harness.report.index import write_index, write_text_atomic
+
+    path, text = build_report(exp, scale, store_path, seeds, out_dir, data=data, data_root=data_root)
+    write_text_atomic(path, text)
+    write_index(out_dir)
+    return path

@@ -1,0 +1,181 @@
+"""Assemble a report's markdown: header (scale, deviations, provenance), the paper's table
+layout per metric, stacked deltas with verdicts, Table 3's speed section, figures, the
+designed-experiment hook, and the trials that have no result.
+
+The first line is an HTML comment carrying a JSON summary (table, scale, trial counts,
+headline, verdict counts) that :mod:`harness.report.index` reads back for reports/README.md.
+The text depends only on the store's content, so an unchanged store gives the same file.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.report.figures import Figure
+from harness.report.stats import VERDICTS
+from harness.report.tables import (
+    METRIC_NAMES,
+    Delta,
+    ReportData,
+    delta_table,
+    headline,
+    md_table,
+    metric_table,
+    not_done_table,
+    speed_table,
+)
+
+SUMMARY_TAG = "harness-report"
+
+
+def _rel(path: str) -> str:
+    """A source path relative to the working folder or the repository when under one."""
+    p = Path(path)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        try:
+            return p.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return path
+
+
+def _factor(x: float) -> str:
+    """0.0625 -> '1/16', 1.0 -> '1', 2.5 -> '2.5'."""
+    if 0 < x < 1:
+        f = Fraction(x).limit_denominator(10000)
+        if f.numerator == 1:
+            return f"1/{f.denominator}"
+    return f"{x:g}"
+
+
+def fmt_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return (f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s" if m else f"{sec}s") + \
+        f" ({seconds:,.1f} s)"
+
+
+def _distinct(df: pd.DataFrame, col: str) -> str:
+    if col not in df or df.empty:
+        return "—"
+    vals = [str(v) for v in df[col].dropna().unique() if str(v) != ""]
+    return ", ".join(sorted(vals)) if vals else "—"
+
+
+def provenance(data: ReportData) -> list[list[str]]:
+    """Where the numbers come from: code, libraries, hardware, data, dates, compute."""
+    recs = [r for r in (data.records.get(s.hash) for s in data.plan.all_trials()) if r]
+    df = pd.DataFrame(recs)
+    c = data.counts()
+    if df.empty:
+        return [["trials", f"{c['total']} planned, none in the store"]]
+    started = df["started_at"].dropna()
+    finished = df["finished_at"].dropna()
+    wall = pd.to_numeric(df["wall_s"], errors="coerce").fillna(0.0).sum()
+    return [
+        ["git commit(s)", _distinct(df, "git_commit")],
+        ["torch", _distinct(df, "torch_version")],
+        ["torchvision", _distinct(df, "torchvision_version")],
+        ["ray", _distinct(df, "ray_version")],
+        ["device(s)", _distinct(df, "device")],
+        ["precision(s)", _distinct(df, "precision")],
+        ["dataset fingerprint(s)", _distinct(df, "dataset_fingerprint")],
+        ["first start", min(started) if len(started) else "—"],
+        ["last finish", max(finished) if len(finished) else "—"],
+        ["trials", f"{c['total']} planned: {c['done']} done, {c['failed']} failed, "
+                   f"{c['diverged']} diverged, {c['missing']} missing"],
+        ["total compute (sum of wall_s)", fmt_duration(float(wall))],
+        ["run id(s)", _distinct(df, "run_id")],
+    ]
+
+
+def verdict_counts(deltas: list[Delta]) -> dict[str, int]:
+    counts = Counter(d.verdict if d.paper is not None or d.n == 0 else "no paper number" for d in deltas)
+    return {k: counts[k] for k in (*VERDICTS, "no paper number") if counts[k]}
+
+
+def summary(data: ReportData, deltas: list[Delta]) -> dict[str, Any]:
+    return {"table": data.exp.name, "title": data.exp.title, "scale": data.scale.name,
+            "paper_table": data.exp.paper_table, "trials": data.counts(),
+            "headline": headline(data), "verdicts": verdict_counts(deltas),
+            "stacked": data.exp.stacked}
+
+
+def _figure_md(fig: Figure, rel: str) -> list[str]:
+    out = [f"### {fig.title}", ""]
+    if fig.path is not None:
+        out += [f"![{fig.title}]({rel}/{fig.path.name})", ""]
+        if fig.caption:
+            out += [fig.caption, ""]
+    out += [f"- {n}" for n in fig.notes]
+    return out + ([""] if fig.notes else [])
+
+
+def design_markdown(data: ReportData) -> str | None:
+    """The designed-experiment section (factorial / leave-one-out), when its module exists."""
+    if data.exp.design not in ("factorial", "loo"):
+        return None
+    try:
+        from harness.analysis.designs import design_section
+    except ImportError:
+        return None
+    try:
+        return design_section(data.exp, data.trials_df)
+    except Exception as exc:  # the table still renders; the section says what went wrong
+        return f"## Design analysis\n\nThe {data.exp.design} analysis failed: {' '.join(str(exc).split())}\n"
+
+
+def render(data: ReportData, deltas: list[Delta], figures: list[Figure], fig_rel: str) -> str:
+    exp, scale = data.exp, data.scale
+    lines = [f"<!-- {SUMMARY_TAG} {json.dumps(summary(data, deltas), sort_keys=True)} -->",
+             f"# {exp.title}", "",
+             f"Experiment `{exp.name}`" + (f" (paper {exp.paper_table})" if exp.paper_table else "")
+             + f" at the **{scale.name}** scale; seeds {', '.join(map(str, data.plan.seeds))} per cell"
+             + (f"; source `{_rel(exp.source)}`" if exp.source else "") + ".", ""]
+    lines += ["## Scale and deviations from the paper", "",
+              f"Scale `{scale.name}`: dataset {scale.dataset}, {scale.image_size}px training crops, "
+              f"batch x{_factor(scale.batch_factor)}, epochs x{_factor(scale.epoch_factor)} (at least "
+              f"{scale.min_epochs}).", ""]
+    lines += [f"- {d}" for d in scale.deviations] or ["- none: this is the paper's setting"]
+    lines += [f"- note: {n}" for n in exp.notes]
+    lines += ["", "## Provenance", "", md_table(["", "value"], provenance(data)), ""]
+    lines += ["## Results in the paper's layout", "",
+              "Ours: mean ± half-width of the 95% Student-t interval over seeds (n = seeds with a "
+              "result; one seed has no interval). A cell without a result says why: `not run`, "
+              "`failed: <error>` or `diverged`; [brackets] count the seeds of a cell that did not "
+              "finish.", ""]
+    for metric in exp.metrics:
+        lines += [f"### {METRIC_NAMES.get(metric, metric)}", "", metric_table(data, metric), ""]
+    speed = speed_table(data)
+    if speed:
+        lines += ["## Training speed: Baseline vs Efficient", "",
+                  "Time per training epoch and training images/s; speed-up = baseline time / "
+                  "efficient time, per seed. The paper's times are for 8 V100 GPUs on ImageNet; ours "
+                  "are for this scale's data and hardware, so compare the ratios, not the times.", "",
+                  speed, ""]
+    if exp.stacked and deltas:
+        counts = verdict_counts(deltas)
+        lines += ["## Each trick vs the row it adds to (top-1)", "",
+                  "Δ = row - parent, paired by seed (mean of the per-seed differences, 95% t-interval). "
+                  "Verdict: `reproduced` = the interval excludes 0 with the paper's sign; `within noise` "
+                  "= it includes 0 or fewer than 2 seeds; `contradicted` = it excludes 0 with the "
+                  "opposite sign; `not run` = a side is missing.", "",
+                  "Verdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ".", "",
+                  delta_table(deltas), ""]
+    design = design_markdown(data)
+    if design:
+        lines += [design.rstrip(), ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for fig in figures:
+            lines += _figure_md(fig, fig_rel)
+    missing = not_done_table(data)
+    lines += ["## Trials without a result", ""]
+    lines += [missing, ""] if missing else ["None: every planned trial is done.", ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,419 @@
+"""The data behind a report: the plan's trials looked up in the store (by spec hash), the
+paper's numbers, and the tables in the paper's layout (rows x columns, ours beside paper).
+
+Trials are matched by :attr:`TrialSpec.hash` only, never by labels: tables share trials
+(Table 4's last row is Table 5's first), and a stored label names whichever table ran it.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from tabulate import tabulate
+
+from harness.errors import HarnessError
+from harness.experiments import Experiment, Plan, load_experiment, make_plan
+from harness.report.stats import finite, mean_ci, paired_delta, verdict
+from harness.scales import Scale
+from harness.spec import TrialSpec
+from harness.store import Store
+
+PAPER_DATA = Path(__file__).resolve().parent.parent / "paper_data.yaml"
+FIG3_TABLE, FIG3_ROWS = "paper_table6", ("Efficient", "+ cosine decay")
+
+METRIC_NAMES = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)",
+                "epoch_s": "Time per epoch", "img_per_s": "Training throughput (images/s)",
+                "params": "Parameters", "macs": "MACs (the paper's 'FLOPs')",
+                "map": "mAP (%)", "pixacc": "Pixel accuracy (%)", "miou": "mIoU (%)"}
+STORE_COLUMN = {"img_per_s": "train_img_per_s"}  # metric -> trials column (else same name)
+NOT_DONE = "not run"
+
+
+# ---- the paper's numbers ----------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def paper_data() -> dict[str, Any]:
+    """``harness/paper_data.yaml`` (the paper's tables, rows in paper order)."""
+    with open(PAPER_DATA) as fh:
+        return yaml.safe_load(fh)
+
+
+def paper_rows(exp: Experiment) -> list[dict[str, Any]]:
+    if not exp.paper_table:
+        return []
+    table = paper_data().get("tables", {}).get(exp.paper_table)
+    return list(table.get("rows", [])) if table else []
+
+
+_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "k": 1e3, "K": 1e3, "M": 1e6,
+          "G": 1e9, "B": 1e9, "T": 1e12, "": 1.0}
+
+
+def parse_quantity(value: Any) -> float | None:
+    """A paper entry as a number in base units: 77.16 -> 77.16, '4.4 min' -> 264.0 (s),
+    '25 M' -> 25e6, '3.8 G' -> 3.8e9; None for '-' / null / unparsable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if finite(value) else None
+    m = re.fullmatch(r"\s*([-+]?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2) not in _UNITS:
+        return None
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+# ---- formatting -------------------------------------------------------------------------
+def si(value: float, digits: int = 3) -> str:
+    """25_557_032 -> '25.6 M', 4.1e9 -> '4.1 G', 131186 -> '131 K'."""
+    for factor, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= factor:
+            return f"{value / factor:.{digits}g} {unit}"
+    return f"{value:.{digits}g}"
+
+
+def _seconds_unit(mean: float) -> tuple[float, str]:
+    if abs(mean) >= 7200:
+        return 3600.0, "h"
+    if abs(mean) >= 120:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def fmt_number(metric: str, value: float) -> str:
+    if metric in ("params", "macs"):
+        return si(value)
+    if metric == "epoch_s":
+        div, unit = _seconds_unit(value)
+        return f"{value / div:.3g} {unit}"
+    if metric == "img_per_s":
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ci(metric: str, mean: float, hw: float, n: int) -> str:
+    """'76.12 ± 0.35 (n=3)'; one seed: '76.12 (n=1)'; units follow the mean."""
+    if n == 0 or not finite(mean):
+        return "—"
+    if metric in ("params", "macs"):  # a property of the model: the same for every seed
+        return si(mean)
+    if metric == "epoch_s":
+        div, unit = _seconds_unit(mean)
+        body = f"{mean / div:.3g}" + (f" ± {hw / div:.2g}" if finite(hw) else "") + f" {unit}"
+    elif metric == "img_per_s":
+        body = fmt_number(metric, mean) + (f" ± {fmt_number(metric, hw)}" if finite(hw) else "")
+    else:
+        body = f"{mean:.2f}" + (f" ± {hw:.2f}" if finite(hw) else "")
+    return f"{body} (n={n})"
+
+
+def fmt_delta(mean: float, hw: float, n: int) -> str:
+    if n == 0 or not finite(mean):
+        return "—"
+    return f"{mean:+.2f}" + (f" ± {hw:.2f}" if finite(hw) else "") + f" (n={n})"
+
+
+def fmt_paper(metric: str, value: Any) -> str:
+    """The paper's entry as printed ('4.4 min', '25 M'); numbers with 2 decimals."""
+    if value is None:
+        return "—"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.2f}" if metric not in ("params", "macs", "img_per_s") else si(value)
+    return str(value)
+
+
+def md_cell(text: Any) -> str:
+    """Text safe inside a pipe table cell (no newlines, pipes escaped)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def md_table(headers: list[str], rows: list[list[Any]]) -> str:
+    return tabulate([[md_cell(c) for c in r] for r in rows], headers=[md_cell(h) for h in headers],
+                    tablefmt="pipe", disable_numparse=True)
+
+
+def short_error(err: Any, limit: int = 80) -> str:
+    text = " ".join(str(err or "unknown error").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- trials of a cell -------------------------------------------------------------------
+def _clean(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+
+
+@dataclass
+class CellData:
+    """One table cell: its trials (one per seed) and what the store holds for each."""
+
+    row: str
+    column: str
+    specs: list[TrialSpec]
+    records: list[dict[str, Any] | None]
+
+    def metric_value(self, rec: dict[str, Any], metric: str) -> float | None:
+        col = STORE_COLUMN.get(metric, metric)
+        value = rec.get(col) if col in rec else (rec.get("extra") or {}).get(metric)
+        return float(value) if finite(value) else None
+
+    def values(self, metric: str) -> dict[int, float]:
+        """seed -> value, over the trials stored as done."""
+        out: dict[int, float] = {}
+        for spec, rec in zip(self.specs, self.records):
+            if rec is not None and rec.get("status") == "done":
+                v = self.metric_value(rec, metric)
+                if v is not None:
+                    out[spec.seed] = v
+        return out
+
+    def counts(self) -> dict[str, int]:
+        c = {"done": 0, "failed": 0, "diverged": 0, "missing": 0}
+        for rec in self.records:
+            c[rec.get("status", "missing") if rec else "missing"] += 1
+        return c
+
+    def reason(self) -> str:
+        """Why the cell has no number: 'not run', 'failed: <error>' or 'diverged'."""
+        failed = [r for r in self.records if r and r.get("status") == "failed"]
+        if failed:
+            return f"failed: {short_error(failed[0].get('error'))}"
+        if any(r and r.get("status") == "diverged" for r in self.records):
+            return "diverged"
+        return NOT_DONE
+
+    def text(self, metric: str) -> str:
+        vals = self.values(metric)
+        c = self.counts()
+        if not vals:
+            return self.reason() if c["done"] == 0 else "—"
+        text = fmt_ci(metric, *mean_ci(vals.values()))
+        notes = [f"{c[k]} {k if k != 'missing' else NOT_DONE}" for k in ("failed", "diverged", "missing")
+                 if c[k]]
+        return text + (f" [{', '.join(notes)}]" if notes else "")
+
+
+@dataclass
+class Delta:
+    row: str
+    parent: str
+    column: str
+    mean: float
+    half_width: float
+    n: int
+    paper: float | None
+    verdict: str
+
+
+@dataclass
+class ReportData:
+    """Everything a report shows, read once from the store."""
+
+    exp: Experiment
+    scale: Scale
+    plan: Plan
+    records: dict[str, dict[str, Any]]  # spec hash -> stored trial (plan + figure trials)
+    epochs: pd.DataFrame  # epoch rows of those trials
+    trials_df: pd.DataFrame  # the plan's stored trials (for design analyses)
+    data_root: str | None = None
+    fig3_plan: Plan | None = None
+    cells: dict[tuple[str, str], CellData] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for (row, col), specs in self.plan.trials.items():
+            self.cells[(row, col)] = CellData(row, col, specs, [self.records.get(s.hash) for s in specs])
+
+    # -- paper --------------------------------------------------------------------------
+    def paper_value(self, row_index: int, column_index: int, metric: str) -> Any:
+        rows = paper_rows(self.exp)
+        row = self.exp.rows[row_index]
+        idx = row.paper_row if row.paper_row is not None else row_index
+        key = self.exp.columns[column_index].paper.get(metric)
+        if key is None or not 0 <= idx < len(rows):
+            return None
+        return rows[idx].get(key)
+
+    def parent_index(self, i: int) -> int | None:
+        """The row a stacked row is compared with: ``after`` if set, else the previous row."""
+        row = self.exp.rows[i]
+        if row.after is not None:
+            return [r.label for r in self.exp.rows].index(row.after)
+        return i - 1 if i > 0 else None
+
+    # -- trials -------------------------------------------------------------------------
+    def trial_status(self) -> list[tuple[TrialSpec, dict[str, Any] | None]]:
+        return [(s, self.records.get(s.hash)) for s in self.plan.all_trials()]
+
+    def counts(self) -> dict[str, int]:
+        c = {"total": 0, "done": 0, "failed": 0, "diverged": 0, "missing": 0}
+        for _, rec in self.trial_status():
+            c["total"] += 1
+            c[rec.get("status", "missing") if rec else "missing"] += 1
+        return c
+
+    def deltas(self, metric: str = "top1") -> list[Delta]:
+        """Each row vs its parent, per column, paired by seed (stacked tables)."""
+        out = []
+        for i, row in enumerate(self.exp.rows):
+            p = self.parent_index(i)
+            if p is None:
+                continue
+            parent = self.exp.rows[p]
+            for j, col in enumerate(self.exp.columns):
+                ours = self.cells[(row.label, col.label)].values(metric)
+                base = self.cells[(parent.label, col.label)].values(metric)
+                mean, hw, n = paired_delta(ours, base)
+                a, b = (parse_quantity(self.paper_value(k, j, metric)) for k in (i, p))
+                paper = a - b if a is not None and b is not None else None
+                out.append(Delta(row.label, parent.label, col.label, mean, hw, n, paper,
+                                 verdict(mean, hw, n, paper)))
+        return out
+
+
+def _stored_dataset(store: Store, exp: Experiment, scale: Scale) -> str | None:
+    """The ImageFolder a table like Table 7 was run on, as the store recorded it."""
+    df = store.trials_df(table_name=exp.name, scale=scale.name)
+    df = df[df["data"].notna() & (df["data"] != "")]
+    if df.empty:
+        return None
+    return str(df.sort_values("finished_at")["data"].iloc[-1])
+
+
+def collect(exp: Experiment, scale: Scale, store_path: str | Path, seeds: list[int] | None = None,
+            data: str | None = None, data_root: str | None = None) -> ReportData:
+    """Build the plan (as ``run`` did) and read its trials from the store by spec hash."""
+    if not Path(store_path).is_file():
+        raise HarnessError(f"no results store at {store_path}; run the table first "
+                           "(python -m harness run ...) or pass --store PATH")
+    n = len(seeds) if seeds else None
+    with Store(store_path, readonly=True) as store:
+        if data is None and exp.requires_imagefolder and scale.dataset != "imagefolder":
+            data = _stored_dataset(store, exp, scale)
+        plan = make_plan(exp, scale, seeds=n, data=data)
+        hashes = [t.hash for t in plan.all_trials()]
+        fig3 = None
+        if exp.kind == "classification":
+            try:
+                fig3 = make_plan(load_experiment(FIG3_TABLE), scale, seeds=len(plan.seeds))
+            except HarnessError:
+                fig3 = None
+        extra = [t.hash for ts in (fig3.trials.values() if fig3 else []) for t in ts]
+        all_hashes = list(dict.fromkeys(hashes + extra))
+        df = store.trials_df(spec_hash=all_hashes)
+        epochs = store.epochs_df(df["spec_hash"].tolist())
+    records = {r["spec_hash"]: _clean(r) for r in df.to_dict("records")}
+    plan_df = df[df["spec_hash"].isin(set(hashes))].reset_index(drop=True)
+    return ReportData(exp=exp, scale=scale, plan=plan, records=records, epochs=epochs,
+                      trials_df=plan_df, data_root=data_root, fig3_plan=fig3)
+
+
+# ---- tables -----------------------------------------------------------------------------
+def metric_table(data: ReportData, metric: str) -> str:
+    """The paper's layout for one metric: rows x (column ours, column paper)."""
+    headers = [""]
+    for col in data.exp.columns:
+        headers += [f"{col.label} (ours)", f"{col.label} (paper)"]
+    rows = []
+    for i, row in enumerate(data.exp.rows):
+        line = [row.label]
+        for j, col in enumerate(data.exp.columns):
+            line += [data.cells[(row.label, col.label)].text(metric),
+                     fmt_paper(metric, data.paper_value(i, j, metric))]
+        rows.append(line)
+    return md_table(headers, rows)
+
+
+def delta_table(deltas: list[Delta]) -> str:
+    rows = [[d.row, d.parent, d.column, fmt_delta(d.mean, d.half_width, d.n),
+             "—" if d.paper is None else f"{d.paper:+.2f}",
+             d.verdict if d.paper is not None or d.n == 0 else "no paper number"]
+            for d in deltas]
+    return md_table(["row", "vs", "column", "Δ top-1 (ours)", "Δ top-1 (paper)", "verdict"], rows)
+
+
+def speed_columns(exp: Experiment) -> tuple[int, int] | None:
+    """(baseline, efficient) column indices for Table 3's speed section, if any."""
+    labels = [c.label.lower() for c in exp.columns]
+    if "epoch_s" not in exp.metrics or "baseline" not in labels or "efficient" not in labels:
+        return None
+    return labels.index("baseline"), labels.index("efficient")
+
+
+def _ratio(num: dict[int, float], den: dict[int, float]) -> tuple[float, float, int]:
+    """Per-seed ratio num/den with its t-interval; ratio of means when no seed is common."""
+    common = [s for s in num if s in den and den[s]]
+    if common:
+        return mean_ci([num[s] / den[s] for s in common])
+    if num and den:
+        d = sum(den.values()) / len(den)
+        return (sum(num.values()) / len(num) / d if d else math.nan), math.nan, 1
+    return math.nan, math.nan, 0
+
+
+def fmt_ratio(mean: float, hw: float, n: int) -> str:
+    if n == 0 or not finite(mean):
+        return "—"
+    return f"{mean:.2f}x" + (f" ± {hw:.2f}" if finite(hw) else "") + f" (n={n})"
+
+
+def speed_table(data: ReportData) -> str | None:
+    """Table 3: time per epoch and images/s, Baseline vs Efficient, ours and the paper's."""
+    idx = speed_columns(data.exp)
+    if idx is None:
+        return None
+    b, e = idx
+    cb, ce = data.exp.columns[b].label, data.exp.columns[e].label
+    rows = []
+    for i, row in enumerate(data.exp.rows):
+        base, eff = data.cells[(row.label, cb)], data.cells[(row.label, ce)]
+        tb, te = base.values("epoch_s"), eff.values("epoch_s")
+        ib, ie = base.values("img_per_s"), eff.values("img_per_s")
+        pb, pe = (data.paper_value(i, k, "epoch_s") for k in (b, e))
+        qb, qe = parse_quantity(pb), parse_quantity(pe)
+        paper_speedup = f"{qb / qe:.1f}x ({fmt_paper('epoch_s', pb)} -> {fmt_paper('epoch_s', pe)})" \
+            if qb and qe else "—"
+        rows.append([row.label,
+                     base.text("epoch_s") if tb else base.reason(),
+                     eff.text("epoch_s") if te else eff.reason(),
+                     fmt_ratio(*_ratio(tb, te)), paper_speedup,
+                     base.text("img_per_s") if ib else base.reason(),
+                     eff.text("img_per_s") if ie else eff.reason(),
+                     fmt_ratio(*_ratio(ie, ib))])
+    headers = ["model", f"{cb} time/epoch", f"{ce} time/epoch", "speed-up (ours)",
+               "speed-up (paper)", f"{cb} img/s", f"{ce} img/s", "img/s ratio (ours)"]
+    return md_table(headers, rows)
+
+
+def not_done_table(data: ReportData) -> str | None:
+    """Every trial of the plan without a result: hash prefix, row, column, seed, why."""
+    rows = []
+    for spec, rec in data.trial_status():
+        if rec is not None and rec.get("status") == "done":
+            continue
+        if rec is None:
+            status, why = "missing", "not in the store (not run yet)"
+            if spec.teacher is not None:
+                t = data.records.get(spec.teacher.hash)
+                if t is None or t.get("status") != "done":
+                    why += f"; its teacher {spec.teacher.hash[:8]} is not done either"
+        else:
+            status = rec.get("status")
+            why = short_error(rec.get("error"), 200) if rec.get("error") else status
+        rows.append([spec.hash[:8], spec.row, spec.column, spec.seed, status, why])
+    if not rows:
+        return None
+    return md_table(["trial", "row", "column", "seed", "status", "reason"], rows)
+
+
+def headline(data: ReportData) -> str:
+    """One line for the index: the last row's top-1 in the first column, ours vs paper."""
+    metric = "top1" if "top1" in data.exp.metrics else data.exp.metrics[0]
+    i, row, col = len(data.exp.rows) - 1, data.exp.rows[-1], data.exp.columns[0]
+    ours = data.cells[(row.label, col.label)].text(metric)
+    paper = fmt_paper(metric, data.paper_value(i, 0, metric))
+    label = row.label if len(data.exp.columns) == 1 else f"{row.label} / {col.label}"
+    return f"{label} {metric}: ours {ours} vs paper {paper}"
+
