@@ -290,6 +290,8 @@ def render_markdown(summary: dict[str, Any], verdicts: list[CellVerdict], th: Th
         + (" (never, at this scale)" if th.floor >= 100 else ""),
         f"- speed gate: regression when now < baseline x (1 - {th.speed_frac:g}), same device only",
     ]
+    if summary.get("kept_store"):
+        lines.append(f"- the temporary store was kept for inspection: `{summary['kept_store']}`")
     if summary["failures"]:
         lines += ["", "**Failing cells:**", ""] + [f"- {f}" for f in summary["failures"]]
     headers = ["cell", "baseline mean", "now mean", "delta", "threshold", "verdict"]

@@ -46,6 +46,7 @@ class TrainOptions:
     backbone_ckpt: str | None = None  # Sec 6: the classification trial a transfer trial fine-tunes
     threads: int = 0  # torch CPU threads; 0 = the scale's setting or torch's default
     log_every: int = 100  # iterations between progress lines and divergence checks
+    stop_after: int | None = None  # end after this many epochs (interruption tests, debugging)
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
 
@@ -327,6 +328,8 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
             _save(ckpt_path, ctx, epoch + 1, spec, meta, history)
         if on_epoch:
             on_epoch(row)
+        if opts.stop_after is not None and epoch + 1 >= opts.stop_after:
+            break
     return _finish(result, history, epochs, t_start)
 
 

@@ -149,7 +149,7 @@ def test_unknown_design_is_rejected(tmp_path):
 @pytest.mark.xfail(reason="needs parse_experiment (schema.py, lead) to call "
                           "harness.experiments.designs.check_design", strict=False)
 @pytest.mark.parametrize("text, key", [
-    (GOOD.replace("{label: cos,", "{label: cos, factors: {cosinee: 1},"), "factors.cosinee"),
+    (GOOD.replace("{label: cos,", "{label: cos, factors: {cosinee: 1},"), r"rows[1].factors.cosinee"),
     (GOOD + "design: fractional\n", "design"),
     (GOOD.replace("cosine", "linear"), "rows[1].recipe"),
 ])

@@ -1,0 +1,382 @@
+"""Tests for harness/report (paper-style reports) and ``python -m harness report``.
+
+Each test builds a small fake store in tmp_path from a real plan (made-up numbers, a few
+trials failed, diverged or missing), writes the report there and reads the markdown back.
+No training and no Ray: a report only reads the store (and, for Figure 4, two tiny
+checkpoints made here).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.experiments import load_experiment, make_plan
+from harness.report import write_report
+from harness.scales import get_scale
+from harness.store import Store, TrialRecord
+
+PAPER = yaml.safe_load((Path(__file__).resolve().parent.parent / "harness" / "paper_data.yaml").read_text())
+SMOKE = get_scale("smoke")
+T975_DF1 = 12.706204736174698  # t quantile 0.975, 1 degree of freedom (two seeds)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# Table 6, ResNet-50-D column: hand-made top-1 per (row, seed) for the verdict checks.
+HAND = {
+    ("Efficient", 0): 70.00, ("Efficient", 1): 71.00,
+    ("+ cosine decay", 0): 71.00, ("+ cosine decay", 1): 72.02,  # delta [1.00, 1.02]: reproduced
+    ("+ label smoothing", 0): 70.00, ("+ label smoothing", 1): 71.01,  # [-1.00, -1.01]: contradicted
+    ("+ distill w/o mixup", 0): 72.00, ("+ distill w/o mixup", 1): 69.00,  # [2.00, -2.01]: noise
+}
+FAILED = ("+ mixup w/o distill", "MobileNet")  # seed 0 failed, seed 1 missing
+MISSING = ("+ distill w/ mixup", "Inception-V3")  # both seeds missing
+DIVERGED = ("+ distill w/o mixup", "MobileNet")  # both seeds diverged
+ERROR = "RuntimeError: CUDA out of memory (made up)"
+
+
+def record(spec, status="done", **kw) -> TrialRecord:
+    """A plausible stored trial for ``spec``."""
+    base = dict(spec_hash=spec.hash, run_id="run-1", table_name=spec.table, row_label=spec.row,
+                column_label=spec.column, model=spec.model,
+                recipe_json=json.dumps(spec.recipe.to_dict()), scale=spec.scale, seed=spec.seed,
+                data=spec.dataset, status=status, top1=None, top5=None, train_img_per_s=1000.0,
+                epoch_s=2.0, wall_s=10.0, epochs=1, device="cpu:test x1", precision="fp32",
+                torch_version="2.99.0", torchvision_version="0.99.0", ray_version="2.60.0",
+                git_commit="abc123def456", dataset_fingerprint="fptrain/fptest",
+                started_at="2026-01-02T03:04:05+00:00", finished_at="2026-01-02T03:14:05+00:00",
+                error=None, checkpoint=None, params=1_000_000, macs=2_000_000)
+    base.update(kw)
+    return TrialRecord(**base)
+
+
+def table6_store(tmp_path: Path, checkpoints: dict | None = None) -> tuple[Path, object]:
+    """Store with every Table 6 trial (2 seeds) except the FAILED/MISSING/DIVERGED cells."""
+    exp = load_experiment("paper_table6")
+    plan = make_plan(exp, SMOKE, seeds=2)
+    path = tmp_path / "store.sqlite"
+    rows = [r.label for r in exp.rows]
+    cols = [c.label for c in exp.columns]
+    with Store(path) as st:
+        for spec in plan.teachers:
+            st.put_trial(record(spec, top1=50.0, top5=90.0))
+        for (row, col), specs in plan.trials.items():
+            for spec in specs:
+                cell = (row, col)
+                if cell == MISSING or (cell == FAILED and spec.seed == 1):
+                    continue
+                if cell == FAILED:
+                    st.put_trial(record(spec, "failed", error=ERROR))
+                    continue
+                if cell == DIVERGED:
+                    st.put_trial(record(spec, "diverged", error="non-finite loss nan in epoch 1"))
+                    continue
+                top1 = HAND.get((row, spec.seed)) if col == "ResNet-50-D" else None
+                if top1 is None:
+                    top1 = 60.0 + 2 * rows.index(row) + cols.index(col) + 0.3 * spec.seed
+                ckpt = (checkpoints or {}).get((row, col, spec.seed))
+                epochs = [{"epoch": 1, "loss": 2.0, "lr": 0.1, "top1": top1 - 5, "top5": 80.0},
+                          {"epoch": 2, "loss": 1.5, "lr": 0.01, "top1": top1, "top5": 85.0}]
+                # one trial was stored by another table under other labels: it must still count
+                other = {"table_name": "paper_table8", "row_label": "elsewhere"} \
+                    if (row, col, spec.seed) == ("Efficient", "MobileNet", 0) else {}
+                st.put_trial(record(spec, top1=top1, top5=top1 + 20, checkpoint=ckpt,
+                                    epochs_rows=epochs, **other))
+        # a trial with Table 6's labels but another hash (another scale): must be ignored
+        stray = dataclasses.replace(plan.trials[("Efficient", "ResNet-50-D")][0], scale="local")
+        st.put_trial(record(stray, top1=99.99, top5=99.99))
+    return path, exp
+
+
+def md_table(text: str, heading: str) -> list[list[str]]:
+    """Rows (header first) of the first pipe table after ``heading``."""
+    lines = text.splitlines()
+    i = lines.index(heading)
+    out = []
+    for line in lines[i + 1:]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            if not set(line) <= set("|:- "):
+                out.append(cells)
+        elif out:
+            break
+    return out
+
+
+def delta_row(text: str, row: str, column: str) -> list[str]:
+    table = md_table(text, "## Each trick vs the row it adds to (top-1)")
+    return next(r for r in table if r[0] == row and r[2] == column)
+
+
+@pytest.fixture(scope="module")
+def table6_report(tmp_path_factory):
+    """The Table 6 report written once from the fake store (no checkpoints)."""
+    tmp = tmp_path_factory.mktemp("t6")
+    store, exp = table6_store(tmp)
+    out = tmp / "reports"
+    path = write_report(exp, SMOKE, str(store), seeds=[0, 1], out_dir=out)
+    return path, path.read_text(), out, exp
+
+
+def test_report_path_layout_and_paper_layout(table6_report):
+    """reports/<scale>/<table>.md with the paper's row and column labels in paper order."""
+    path, text, out, exp = table6_report
+    assert path == out / "smoke" / "paper_table6.md"
+    top1 = md_table(text, "### Top-1 accuracy (%)")
+    assert [r[0] for r in top1[1:]] == [r.label for r in exp.rows]
+    for col in exp.columns:
+        assert f"{col.label} (ours)" in top1[0] and f"{col.label} (paper)" in top1[0]
+    assert "### Top-5 accuracy (%)" in text
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_paper_numbers_equal_paper_data(table6_report):
+    """Every paper cell equals paper_data.yaml (77.16 and 79.29 for ResNet-50-D top-1)."""
+    _, text, _, exp = table6_report
+    rows = PAPER["tables"]["table6"]["rows"]
+    for heading, metric in (("### Top-1 accuracy (%)", "top1"), ("### Top-5 accuracy (%)", "top5")):
+        table = md_table(text, heading)
+        header = table[0]
+        for i, line in enumerate(table[1:]):
+            for col in exp.columns:
+                shown = float(line[header.index(f"{col.label} (paper)")])
+                assert shown == rows[i][col.paper[metric]]
+    top1 = md_table(text, "### Top-1 accuracy (%)")
+    j = top1[0].index("ResNet-50-D (paper)")
+    assert top1[1][j] == "77.16" and top1[-1][j] == "79.29"
+
+
+def test_ours_mean_and_interval_in_cells(table6_report):
+    """A cell shows mean ± t-interval half-width (n seeds), matched by hash, not by label."""
+    _, text, _, _ = table6_report
+    top1 = md_table(text, "### Top-1 accuracy (%)")
+    j = top1[0].index("ResNet-50-D (ours)")
+    hw = T975_DF1 * statistics.stdev([70.0, 71.0]) / math.sqrt(2)
+    assert top1[1][j] == f"70.50 ± {hw:.2f} (n=2)"  # the stray 99.99 (other hash) is ignored
+    k = top1[0].index("MobileNet (ours)")
+    assert top1[1][k].endswith("(n=2)")  # the trial stored under another table's labels counts
+
+
+def test_failed_missing_diverged_cells_and_list(table6_report):
+    """Cells say 'failed: <error>', 'not run', 'diverged'; the list names each trial and why."""
+    _, text, _, exp = table6_report
+    top1 = md_table(text, "### Top-1 accuracy (%)")
+    by_row = {r[0]: r for r in top1[1:]}
+    h = top1[0]
+    assert by_row[FAILED[0]][h.index(f"{FAILED[1]} (ours)")] == f"failed: {ERROR}"
+    assert by_row[MISSING[0]][h.index(f"{MISSING[1]} (ours)")] == "not run"
+    assert by_row[DIVERGED[0]][h.index(f"{DIVERGED[1]} (ours)")] == "diverged"
+
+    plan = make_plan(exp, SMOKE, seeds=2)
+    listed = md_table(text, "## Trials without a result")
+    assert listed[0] == ["trial", "row", "column", "seed", "status", "reason"]
+    by_hash = {r[0]: r for r in listed[1:]}
+    expect = {(FAILED, 0): ("failed", ERROR), (FAILED, 1): ("missing", "not in the store"),
+              (MISSING, 0): ("missing", "not in the store"), (MISSING, 1): ("missing", "not in the store"),
+              (DIVERGED, 0): ("diverged", "non-finite loss"), (DIVERGED, 1): ("diverged", "non-finite loss")}
+    for (cell, seed), (status, why) in expect.items():
+        spec = plan.trials[cell][seed]
+        line = by_hash[spec.hash[:8]]
+        assert line[1:5] == [cell[0], cell[1], str(seed), status]
+        assert why in line[5]
+    assert len(listed) - 1 == len(expect)
+    summary = json.loads(text.splitlines()[0].split("harness-report", 1)[1].rsplit("-->", 1)[0])
+    assert summary["trials"] == {"total": 38, "done": 32, "failed": 1, "diverged": 2, "missing": 3}
+    assert "38 planned: 32 done, 1 failed, 2 diverged, 3 missing" in text
+
+
+def test_verdicts_for_hand_made_deltas(table6_report):
+    """Paired deltas and verdicts of the hand-made ResNet-50-D rows, checked by hand."""
+    _, text, _, _ = table6_report
+    cases = {
+        "+ cosine decay": ("Efficient", 77.91 - 77.16, "reproduced"),  # [1.00, 1.02]
+        "+ label smoothing": ("+ cosine decay", 78.31 - 77.91, "contradicted"),  # [-1.00, -1.01]
+        "+ distill w/o mixup": ("+ label smoothing", 78.67 - 78.31, "within noise"),  # [2.00, -2.01]
+    }
+    for row, (parent, paper, expected) in cases.items():
+        diffs = [HAND[(row, s)] - HAND[(parent, s)] for s in (0, 1)]
+        line = delta_row(text, row, "ResNet-50-D")
+        mean = sum(diffs) / 2
+        hw = T975_DF1 * statistics.stdev(diffs) / math.sqrt(2)
+        assert line[1] == parent
+        assert line[3] == f"{mean:+.2f} ± {hw:.2f} (n=2)"
+        assert line[4] == f"{paper:+.2f}"
+        assert line[5] == expected
+    # rows that add to '+ label smoothing' are compared with it, not with the previous row
+    assert delta_row(text, "+ distill w/ mixup", "ResNet-50-D")[1] == "+ label smoothing"
+    assert delta_row(text, "+ distill w/ mixup", "Inception-V3")[5] == "not run"
+    assert delta_row(text, "+ distill w/o mixup", "MobileNet")[5] == "not run"  # diverged
+
+
+def test_header_deviations_and_provenance(table6_report):
+    """Every deviation of the scale is a bullet; provenance names versions, devices, dates."""
+    _, text, _, _ = table6_report
+    assert SMOKE.deviations
+    for d in SMOKE.deviations:
+        assert f"- {d}" in text
+    for item in ("abc123def456", "2.99.0", "0.99.0", "2.60.0", "cpu:test x1", "fp32",
+                 "fptrain/fptest", "2026-01-02T03:04:05+00:00", "2026-01-02T03:14:05+00:00"):
+        assert item in text
+    # 35 stored trials x 10 s (the stray one of another hash is not counted)
+    assert "5m 50s (350.0 s)" in text
+
+
+def test_figures_are_png_and_linked(table6_report):
+    """Figure 3 analogue and the deltas bars exist as PNGs, linked relatively; Figure 4 says
+    why it is skipped when checkpoints are missing."""
+    path, text, out, _ = table6_report
+    for name in ("paper_table6-lr-schedule.png", "paper_table6-deltas.png"):
+        png = out / "smoke" / "figures" / name
+        assert png.read_bytes()[:8] == PNG_MAGIC
+        assert f"](figures/{name})" in text
+    assert "Figure 4 analogue" in text and "skipped: checkpoint" in text
+    assert not (out / "smoke" / "figures" / "paper_table6-label-smoothing-gap.png").exists()
+
+
+def test_index_lists_reports(table6_report):
+    """reports/README.md lists every report with scale, headline and verdict counts."""
+    _, text, out, _ = table6_report
+    index = (out / "README.md").read_text()
+    assert "[paper_table6](smoke/paper_table6.md)" in index
+    assert "32/38 done" in index and "vs paper 79.29" in index
+    assert "reproduced:" in index and "contradicted:" in index
+    (out / "local").mkdir(exist_ok=True)
+    (out / "local" / "custom.md").write_text("# A hand-written note\n")
+    from harness.report.index import write_index
+
+    index = write_index(out).read_text()
+    assert "[custom](local/custom.md)" in index and "A hand-written note" in index
+
+
+def _tiny_checkpoint(spec, path: Path) -> str:
+    import torch
+
+    from harness.checkpoint import save_atomic
+    from harness.trainer import build_model
+
+    torch.manual_seed(spec.seed)
+    model, meta = build_model(spec, 10, 3, torch.device("cpu"))
+    save_atomic({"model": model.state_dict(), "model_meta": meta}, path)
+    return str(path)
+
+
+def test_label_smoothing_figure_from_checkpoints(tmp_path):
+    """With both seed-0 checkpoints, Figure 4's gap histogram is drawn from the test set."""
+    exp = load_experiment("paper_table6")
+    plan = make_plan(exp, SMOKE, seeds=2)
+    ckpts = {}
+    for row in ("+ cosine decay", "+ label smoothing"):
+        spec = plan.trials[(row, "ResNet-50-D")][0]
+        ckpts[(row, "ResNet-50-D", 0)] = _tiny_checkpoint(spec, tmp_path / f"{spec.hash}.pt")
+    store, exp = table6_store(tmp_path, ckpts)
+    path = write_report(exp, SMOKE, str(store), out_dir=tmp_path / "reports")
+    text = path.read_text()
+    png = path.parent / "figures" / "paper_table6-label-smoothing-gap.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert "](figures/paper_table6-label-smoothing-gap.png)" in text
+    assert "mean gap on the 128 test images" in text
+    from tricks.label_smoothing import theoretical_gap
+
+    assert f"theory {theoretical_gap(0.1, 10):.2f} for K=10" in text
+
+
+def test_table3_speedup(tmp_path):
+    """Table 3: time/epoch and img/s of Baseline vs Efficient, our speed-up beside the paper's."""
+    exp = load_experiment("paper_table3")
+    plan = make_plan(exp, SMOKE, seeds=2)
+    times = {("Baseline", 0): 3.0, ("Baseline", 1): 3.2, ("Efficient", 0): 1.0, ("Efficient", 1): 1.0}
+    with Store(tmp_path / "s.sqlite") as st:
+        for (row, col), specs in plan.trials.items():
+            for spec in specs:
+                t = times[(col, spec.seed)]
+                st.put_trial(record(spec, top1=70.0, top5=90.0, epoch_s=t, train_img_per_s=600.0 / t))
+    path = write_report(exp, SMOKE, str(tmp_path / "s.sqlite"), out_dir=tmp_path / "r")
+    text = path.read_text()
+    speed = md_table(text, "## Training speed: Baseline vs Efficient")
+    by_model = {r[0]: dict(zip(speed[0], r)) for r in speed[1:]}
+    assert set(by_model) == {"ResNet-50", "Inception-V3", "MobileNet"}
+    ratios = [3.0, 3.2]
+    hw = T975_DF1 * statistics.stdev(ratios) / math.sqrt(2)
+    r50 = by_model["ResNet-50"]
+    assert r50["speed-up (ours)"] == f"3.10x ± {hw:.2f} (n=2)"
+    assert r50["speed-up (paper)"] == "3.0x (13.3 min -> 4.4 min)"  # 13.3 / 4.4 = 3.02
+    assert by_model["Inception-V3"]["speed-up (paper)"].startswith(f"{19.8 / 8:.1f}x")
+    assert by_model["MobileNet"]["speed-up (paper)"].startswith(f"{6.2 / 3.7:.1f}x")
+    assert r50["img/s ratio (ours)"].startswith("3.10x")
+    epoch = md_table(text, "### Time per epoch")
+    header = epoch[0]
+    assert epoch[1][header.index("Efficient (paper)")] == "4.4 min"
+    assert epoch[1][header.index("Baseline (paper)")] == "13.3 min"
+    assert epoch[1][header.index("Baseline (ours)")].startswith("3.1 ± ")
+    assert "### Training throughput (images/s)" in text
+    assert "## Each trick" not in text  # Table 3 is not stacked
+
+
+def test_table5_params_and_macs(tmp_path):
+    """Table 5: params and MACs columns, ours from the store beside the paper's '25 M', '3.8 G'."""
+    exp = load_experiment("paper_table5")
+    plan = make_plan(exp, SMOKE, seeds=2)
+    macs = {"ResNet-50": 4_100_000_000, "ResNet-50-B": 4_300_000_000, "ResNet-50-C": 4_500_000_000,
+            "ResNet-50-D": 4_500_000_000}
+    with Store(tmp_path / "s.sqlite") as st:
+        for (row, col), specs in plan.trials.items():
+            for spec in specs:
+                st.put_trial(record(spec, top1=76.0, top5=93.0, params=25_557_032, macs=macs[row]))
+    text = write_report(exp, SMOKE, str(tmp_path / "s.sqlite"), out_dir=tmp_path / "r").read_text()
+    params = md_table(text, "### Parameters")
+    flops = md_table(text, "### MACs (the paper's 'FLOPs')")
+    paper_rows = PAPER["tables"]["table5"]["rows"]
+    assert [r[0] for r in params[1:]] == ["ResNet-50", "ResNet-50-B", "ResNet-50-C", "ResNet-50-D"]
+    for i, line in enumerate(params[1:]):
+        assert line[1:] == ["25.6 M", paper_rows[i]["params"]]
+    assert [r[1:] for r in flops[1:]] == [["4.1 G", "3.8 G"], ["4.3 G", "4.1 G"], ["4.5 G", "4.3 G"],
+                                          ["4.5 G", "4.3 G"]]
+    assert "## Each trick vs the row it adds to (top-1)" in text  # Table 5 is stacked
+
+
+def test_design_section_hook(tmp_path, monkeypatch):
+    """A factorial experiment appends harness.analysis.designs.design_section's markdown."""
+    store, exp = table6_store(tmp_path)
+    seen = {}
+
+    def design_section(e, trials_df):
+        seen["n"] = len(trials_df)
+        return "## Factorial analysis\n\nmain effects here\n"
+
+    pkg = types.ModuleType("harness.analysis")
+    mod = types.ModuleType("harness.analysis.designs")
+    mod.design_section = design_section
+    monkeypatch.setitem(sys.modules, "harness.analysis", pkg)
+    monkeypatch.setitem(sys.modules, "harness.analysis.designs", mod)
+    fexp = dataclasses.replace(exp, design="factorial")
+    text = write_report(fexp, SMOKE, str(store), out_dir=tmp_path / "r").read_text()
+    assert "## Factorial analysis" in text and "main effects here" in text
+    assert seen["n"] == 35  # the plan's stored trials (teachers included), matched by hash
+
+
+def test_cli_report(tmp_path, capsys):
+    """`report` writes the file; a missing store and 'grid' are one-line errors, exit 2."""
+    from harness.cli import main
+
+    store, _ = table6_store(tmp_path)
+    out = tmp_path / "reports"
+    rc = main(["report", "paper_table6", "--scale", "smoke", "--store", str(store), "--seeds", "2",
+               "--out", str(out)])
+    assert rc == 0
+    assert capsys.readouterr().out.strip() == str(out / "smoke" / "paper_table6.md")
+    assert (out / "smoke" / "paper_table6.md").is_file()
+
+    rc = main(["report", "paper_table6", "--scale", "smoke", "--store", str(tmp_path / "nope.sqlite")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "no results store" in err
+    rc = main(["report", "grid", "--scale", "smoke", "--store", str(store)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "run grid" in err
+    rc = main(["report", "paper_table99", "--store", str(store)])
+    assert rc == 2 and "unknown table" in capsys.readouterr().err
