@@ -62,6 +62,7 @@ def results_dir(store_path: str) -> Path:
 
 def tune_trainable(config: dict[str, Any]) -> None:
     """Runs inside a Ray worker: one trial through the shared trainer, epochs reported."""
+    import ray
     from ray import tune
 
     from harness.trainer import TrainOptions, run_trial
@@ -82,7 +83,7 @@ def tune_trainable(config: dict[str, Any]) -> None:
         result = run_trial(spec, opts, on_epoch=lambda row: tune.report({**row, "final": False}))
     tune.report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                 "node": os.uname().nodename})
+                 "node": os.uname().nodename, "node_id": ray.get_runtime_context().get_node_id()})
 
 
 def _result_from_trial(trial: Any) -> dict[str, Any] | None:

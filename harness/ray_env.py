@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from harness.errors import HarnessError
 
@@ -42,8 +43,36 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
         check_address(address)
         ray.init(address=address, **common, **kwargs)
         return
-    ray.init(include_dashboard=False, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
-             configure_logging=True, **common, **kwargs)
+    with _loopback_node_ip():
+        ray.init(include_dashboard=False, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
+                 configure_logging=True, **common, **kwargs)
+
+
+@contextmanager
+def _loopback_node_ip() -> Iterator[None]:
+    """Make the embedded node's IP 127.0.0.1, so Ray's servers bind to loopback only.
+
+    Ray turns ``_node_ip_address="127.0.0.1"`` into the machine's routable IP unless its
+    "cluster" mode is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read once at import);
+    with the routable IP, GCS, raylet and worker gRPC servers listen on every interface.
+    Both are switched off only while the local node starts (its processes inherit the
+    variable), so joining or building a real multi-node cluster later is unaffected.
+    tests/test_security.py::test_ray_listens_only_on_loopback checks the sockets.
+    """
+    from ray._private import ray_constants
+
+    var = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    old_env, old_flag = os.environ.get(var), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[var] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        if old_env is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old_env
 
 
 def shutdown_ray() -> None:

@@ -84,7 +84,7 @@ SMOKE = Scale(
     deviations=(
         "synthetic seeded data (16x16 RGB, 10 classes, 256 train / 128 test images) instead of "
         "ImageNet: numbers test the plumbing, not accuracy",
-        "1 epoch for every recipe (mixup's 200-epoch rows too): schedules are compressed proportionally",
+        "1 epoch for 120-epoch recipes, 2 for the 200-epoch mixup rows: schedules are compressed proportionally",
         "batch = paper batch / 16 (256 -> 16, 1024 -> 64) and lr = paper lr / 16 (lr/batch as in the paper)",
         "miniature models: width x1/8 (Inception x1/16), one block per stage, small-input stem",
         "no colour jitter or PCA lighting; crop area 35-100%",

@@ -8,7 +8,9 @@ smoothing, mixup) and loss (distillation). Needs only torch and torchvision (no 
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -326,11 +328,30 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
                  f"{row['img_per_s']:.0f} img/s {secs:.1f}s")
         if ckpt_path:
             _save(ckpt_path, ctx, epoch + 1, spec, meta, history)
+            _test_kill_hook(epoch + 1)
         if on_epoch:
             on_epoch(row)
         if opts.stop_after is not None and epoch + 1 >= opts.stop_after:
             break
     return _finish(result, history, epochs, t_start)
+
+
+def _test_kill_hook(epoch: int) -> None:
+    """Test hook, off unless both variables are set (tests/test_reliability.py): with
+    HARNESS_TEST_KILL_AFTER_EPOCH=N and HARNESS_TEST_KILL_MARKER=PATH, the first process
+    that saves epoch N's checkpoint creates PATH and SIGKILLs itself, like a crashed Ray
+    worker; the retried trial finds PATH and trains on from the checkpoint."""
+    after = os.environ.get("HARNESS_TEST_KILL_AFTER_EPOCH")
+    marker = os.environ.get("HARNESS_TEST_KILL_MARKER")
+    if not after or not marker or after.strip() != str(epoch):
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # atomic: one kill in all
+    except FileExistsError:
+        return
+    os.write(fd, f"pid {os.getpid()} killed after epoch {epoch}\n".encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _finish(result: TrialResult, history: list[dict], epochs: int, t_start: float) -> TrialResult:

@@ -254,6 +254,7 @@ def test_design_section_loo_and_other_designs():
     row = next(ln for ln in md.splitlines() if ln.startswith("| mixup "))
     assert "+2.0" in row or "+1.9" in row
     assert design_section(grid_experiment("resnet18", "cosine", "stack", 1), pd.DataFrame()) == ""
+    assert "No finished trials yet." in design_section(exp, pd.DataFrame())
 
 
 def test_design_section_with_missing_cells_says_so():

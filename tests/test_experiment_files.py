@@ -36,8 +36,10 @@ MALFORMED = {
     "unknown_base_recipe": ("bad.yaml", GOOD + "base_recipe: turbo\n",
                             ["base_recipe", "turbo", "efficient"]),
     "wrong_type_seeds": ("bad.yaml", GOOD + "seeds: two\n", ["seeds", "'two'"]),
-    "missing_model": ("bad.yaml", GOOD.replace(", model: resnet18", ""), ["rows[0].model", "missing model"]),
-    "missing_rows": ("bad.yaml", "name: x\ncolumns: [{label: a, model: resnet18}]\n", ["rows", "missing"]),
+    "missing_model": ("bad.yaml", GOOD.replace(", model: resnet18", ""),
+                      ["rows[0].model", "missing model"]),
+    "missing_rows": ("bad.yaml", "name: x\ncolumns: [{label: a, model: resnet18}]\n",
+                     ["rows", "missing"]),
     "unknown_metric": ("bad.yaml", GOOD + "metrics: [top1, top3]\n", ["metrics", "top3"]),
     "after_not_earlier": ("bad.yaml", GOOD.replace("{label: cos,", "{label: cos, after: nope,"),
                           ["rows[1].after", "nope"]),
@@ -146,8 +148,6 @@ def test_unknown_design_is_rejected(tmp_path):
         check_design(read_experiment_file(path))
 
 
-@pytest.mark.xfail(reason="needs parse_experiment (schema.py, lead) to call "
-                          "harness.experiments.designs.check_design", strict=False)
 @pytest.mark.parametrize("text, key", [
     (GOOD.replace("{label: cos,", "{label: cos, factors: {cosinee: 1},"), r"rows[1].factors.cosinee"),
     (GOOD + "design: fractional\n", "design"),

@@ -250,6 +250,7 @@ def test_baseline_save_content_and_atomic(work, capsys):
     path = work / "results" / "baselines" / "paper_table6-smoke.json"
     assert path.is_file() and str(path.relative_to(work)) in out
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    assert path.stat().st_mode & 0o044  # readable by others, like any committed file
     data = load_baseline(path)
     assert data["table"] == TABLE and data["scale"] == "smoke" and data["seeds"] == [0, 1]
     prov = data["provenance"]
@@ -311,6 +312,21 @@ def test_bad_baseline_name_exits_2(work, capsys):
         assert rc == 2 and "'../x'" in err and len(err.strip().splitlines()) == 1
     assert not (work / "x.json").exists() and not (work / "results" / "x.json").exists()
     assert not (work / "reports").exists()
+
+
+def test_experiment_name_that_escapes_is_rejected(work, capsys):
+    """An experiment file named '../evil' cannot become a baseline or report file name."""
+    exp = work / "evil.yaml"
+    exp.write_text("name: ../evil\nrows: [{label: r}]\ncolumns: [{label: c, model: resnet18}]\n")
+    fill(work / "s.sqlite", plan_for())
+    rc, _, err = cli(capsys, "baseline", "save", str(exp), "--scale", "smoke", "--store", "s.sqlite")
+    assert rc == 2 and "'../evil'" in err
+    (work / "b.json").write_text(json.dumps({"format": 1, "table": "../evil", "scale": "smoke",
+                                             "cells": []}))
+    rc, _, err = cli(capsys, "regress", str(exp), "--scale", "smoke", "--store", "s.sqlite",
+                     "--no-train", "--baseline", "b.json")
+    assert rc == 2 and "'../evil'" in err
+    assert not (work / "evil-smoke.json").exists() and not (work / "reports").exists()
 
 
 def test_load_baseline_rejects_malformed(work):

@@ -114,11 +114,30 @@ def delta_row(text: str, row: str, column: str) -> list[str]:
     return next(r for r in table if r[0] == row and r[2] == column)
 
 
+def _tiny_checkpoint(spec, path: Path) -> str:
+    """A freshly initialised model of ``spec`` saved as the trainer does (weights only)."""
+    import torch
+
+    from harness.checkpoint import save_atomic
+    from harness.trainer import build_model
+
+    torch.manual_seed(spec.seed)
+    model, meta = build_model(spec, 10, 3, torch.device("cpu"))
+    save_atomic({"model": model.state_dict(), "model_meta": meta}, path)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def table6_report(tmp_path_factory):
-    """The Table 6 report written once from the fake store (no checkpoints)."""
+    """The Table 6 report written once from the fake store, with the two seed-0 checkpoints
+    Figure 4 needs ('+ cosine decay' and '+ label smoothing', ResNet-50-D)."""
     tmp = tmp_path_factory.mktemp("t6")
-    store, exp = table6_store(tmp)
+    plan = make_plan(load_experiment("paper_table6"), SMOKE, seeds=2)
+    ckpts = {}
+    for row in ("+ cosine decay", "+ label smoothing"):
+        spec = plan.trials[(row, "ResNet-50-D")][0]
+        ckpts[(row, "ResNet-50-D", 0)] = _tiny_checkpoint(spec, tmp / f"{spec.hash}.pt")
+    store, exp = table6_store(tmp, ckpts)
     out = tmp / "reports"
     path = write_report(exp, SMOKE, str(store), seeds=[0, 1], out_dir=out)
     return path, path.read_text(), out, exp
@@ -228,15 +247,34 @@ def test_header_deviations_and_provenance(table6_report):
 
 
 def test_figures_are_png_and_linked(table6_report):
-    """Figure 3 analogue and the deltas bars exist as PNGs, linked relatively; Figure 4 says
-    why it is skipped when checkpoints are missing."""
+    """Figures 3 and 4 analogues and the deltas bars exist as PNGs, linked relatively."""
     path, text, out, _ = table6_report
-    for name in ("paper_table6-lr-schedule.png", "paper_table6-deltas.png"):
+    for name in ("paper_table6-lr-schedule.png", "paper_table6-label-smoothing-gap.png",
+                 "paper_table6-deltas.png"):
         png = out / "smoke" / "figures" / name
         assert png.read_bytes()[:8] == PNG_MAGIC
         assert f"](figures/{name})" in text
-    assert "Figure 4 analogue" in text and "skipped: checkpoint" in text
-    assert not (out / "smoke" / "figures" / "paper_table6-label-smoothing-gap.png").exists()
+    assert not [p for p in (out / "smoke" / "figures").iterdir() if p.name.startswith(".")]
+    # Figure 4 evaluated both checkpoints on the 128 smoke test images
+    from tricks.label_smoothing import theoretical_gap
+
+    assert "mean gap on the 128 test images" in text
+    assert f"theory {theoretical_gap(0.1, 10):.2f} for K=10" in text
+
+
+def test_label_smoothing_figure_skipped_without_checkpoints(tmp_path):
+    """Without checkpoints Figure 4 is not drawn and says why (nothing is raised)."""
+    from harness.report.figures import label_smoothing_figure
+    from harness.report.tables import collect
+
+    store, exp = table6_store(tmp_path)
+    data = collect(exp, SMOKE, store, seeds=[0, 1])
+    fig = label_smoothing_figure(data, tmp_path / "fig4.png")
+    assert fig is not None and fig.path is None
+    assert "skipped: checkpoint of '+ label smoothing'" in fig.notes[0]
+    assert not (tmp_path / "fig4.png").exists()
+    no_ls = dataclasses.replace(exp, rows=exp.rows[:2])  # Efficient, + cosine decay: no smoothing
+    assert label_smoothing_figure(collect(no_ls, SMOKE, store), tmp_path / "x.png") is None
 
 
 def test_index_lists_reports(table6_report):
@@ -254,38 +292,6 @@ def test_index_lists_reports(table6_report):
     assert "[custom](local/custom.md)" in index and "A hand-written note" in index
 
 
-def _tiny_checkpoint(spec, path: Path) -> str:
-    import torch
-
-    from harness.checkpoint import save_atomic
-    from harness.trainer import build_model
-
-    torch.manual_seed(spec.seed)
-    model, meta = build_model(spec, 10, 3, torch.device("cpu"))
-    save_atomic({"model": model.state_dict(), "model_meta": meta}, path)
-    return str(path)
-
-
-def test_label_smoothing_figure_from_checkpoints(tmp_path):
-    """With both seed-0 checkpoints, Figure 4's gap histogram is drawn from the test set."""
-    exp = load_experiment("paper_table6")
-    plan = make_plan(exp, SMOKE, seeds=2)
-    ckpts = {}
-    for row in ("+ cosine decay", "+ label smoothing"):
-        spec = plan.trials[(row, "ResNet-50-D")][0]
-        ckpts[(row, "ResNet-50-D", 0)] = _tiny_checkpoint(spec, tmp_path / f"{spec.hash}.pt")
-    store, exp = table6_store(tmp_path, ckpts)
-    path = write_report(exp, SMOKE, str(store), out_dir=tmp_path / "reports")
-    text = path.read_text()
-    png = path.parent / "figures" / "paper_table6-label-smoothing-gap.png"
-    assert png.read_bytes()[:8] == PNG_MAGIC
-    assert "](figures/paper_table6-label-smoothing-gap.png)" in text
-    assert "mean gap on the 128 test images" in text
-    from tricks.label_smoothing import theoretical_gap
-
-    assert f"theory {theoretical_gap(0.1, 10):.2f} for K=10" in text
-
-
 def test_table3_speedup(tmp_path):
     """Table 3: time/epoch and img/s of Baseline vs Efficient, our speed-up beside the paper's."""
     exp = load_experiment("paper_table3")
@@ -296,7 +302,7 @@ def test_table3_speedup(tmp_path):
             for spec in specs:
                 t = times[(col, spec.seed)]
                 st.put_trial(record(spec, top1=70.0, top5=90.0, epoch_s=t, train_img_per_s=600.0 / t))
-    path = write_report(exp, SMOKE, str(tmp_path / "s.sqlite"), out_dir=tmp_path / "r")
+    path = write_report(exp, SMOKE, str(tmp_path / "s.sqlite"), out_dir=tmp_path / "r", figures=False)
     text = path.read_text()
     speed = md_table(text, "## Training speed: Baseline vs Efficient")
     by_model = {r[0]: dict(zip(speed[0], r)) for r in speed[1:]}
@@ -328,7 +334,8 @@ def test_table5_params_and_macs(tmp_path):
         for (row, col), specs in plan.trials.items():
             for spec in specs:
                 st.put_trial(record(spec, top1=76.0, top5=93.0, params=25_557_032, macs=macs[row]))
-    text = write_report(exp, SMOKE, str(tmp_path / "s.sqlite"), out_dir=tmp_path / "r").read_text()
+    text = write_report(exp, SMOKE, str(tmp_path / "s.sqlite"), out_dir=tmp_path / "r",
+                        figures=False).read_text()
     params = md_table(text, "### Parameters")
     flops = md_table(text, "### MACs (the paper's 'FLOPs')")
     paper_rows = PAPER["tables"]["table5"]["rows"]
@@ -355,7 +362,7 @@ def test_design_section_hook(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "harness.analysis", pkg)
     monkeypatch.setitem(sys.modules, "harness.analysis.designs", mod)
     fexp = dataclasses.replace(exp, design="factorial")
-    text = write_report(fexp, SMOKE, str(store), out_dir=tmp_path / "r").read_text()
+    text = write_report(fexp, SMOKE, str(store), out_dir=tmp_path / "r", figures=False).read_text()
     assert "## Factorial analysis" in text and "main effects here" in text
     assert seen["n"] == 35  # the plan's stored trials (teachers included), matched by hash
 
@@ -367,7 +374,7 @@ def test_cli_report(tmp_path, capsys):
     store, _ = table6_store(tmp_path)
     out = tmp_path / "reports"
     rc = main(["report", "paper_table6", "--scale", "smoke", "--store", str(store), "--seeds", "2",
-               "--out", str(out)])
+               "--out", str(out), "--no-figures"])
     assert rc == 0
     assert capsys.readouterr().out.strip() == str(out / "smoke" / "paper_table6.md")
     assert (out / "smoke" / "paper_table6.md").is_file()

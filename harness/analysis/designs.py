@@ -172,6 +172,12 @@ def label_trials(plan: Any, trials_df: pd.DataFrame) -> pd.DataFrame:
     return cells.merge(rest, on="spec_hash", how="inner")
 
 
+def _md_table(rows: list[list[Any]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
+
+
 def _fmt(v: float, signed: bool = True) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
@@ -206,8 +212,6 @@ def _factor_frame(exp: Any, df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _factorial_md(exp: Any, df: pd.DataFrame, tricks: list[str], response: str) -> list[str]:
-    from tabulate import tabulate
-
     out: list[str] = []
     order = [r.label for r in exp.rows if r.factors]
     g = df.groupby("row_label")[response]
@@ -220,7 +224,7 @@ def _factorial_md(exp: Any, df: pd.DataFrame, tricks: list[str], response: str) 
         else:
             cells.append([label, 0, "missing", ""])
     out += [f"Cell means of {response} (%) over seeds:", "",
-            tabulate(cells, headers=["row", "runs", f"mean {response}", "s.d."], tablefmt="pipe", disable_numparse=True), ""]
+            _md_table(cells, ["row", "runs", f"mean {response}", "s.d."]), ""]
     try:
         eff = factorial_effects(df, tricks, response)
     except HarnessError as exc:
@@ -233,8 +237,7 @@ def _factorial_md(exp: Any, df: pd.DataFrame, tricks: list[str], response: str) 
     out += [f"Effects on {response} (percentage points; -1/+1 coding, effect = 2 x OLS "
             f"coefficient; {eff.attrs['n']} runs, {eff.attrs['df_resid']} residual d.f., "
             f"residual s.d. {_fmt(eff.attrs['sigma'], False)}):", "",
-            tabulate(rows, headers=["term", "kind", "effect", f"{pct}% CI", "p", "reading"],
-                     tablefmt="pipe", disable_numparse=True), ""]
+            _md_table(rows, ["term", "kind", "effect", f"{pct}% CI", "p", "reading"]), ""]
     inter = eff[(eff["kind"] == "interaction") & ((eff["ci_low"] > 0) | (eff["ci_high"] < 0))]
     if len(inter):
         out += ["Interactions whose CI excludes 0 (the tricks are not additive there): "
@@ -247,8 +250,6 @@ def _factorial_md(exp: Any, df: pd.DataFrame, tricks: list[str], response: str) 
 
 
 def _loo_md(df: pd.DataFrame, tricks: list[str], response: str) -> list[str]:
-    from tabulate import tabulate
-
     drops = loo_drops(df, tricks, response)
     pct = int(round(100 * drops.attrs["confidence"]))
     rows = [[r.trick, r.n, _fmt(r.full, False), _fmt(r.without, False), _fmt(r.drop),
@@ -257,9 +258,8 @@ def _loo_md(df: pd.DataFrame, tricks: list[str], response: str) -> list[str]:
              if r.n else "missing runs"] for r in drops.itertuples()]
     return [f"Drop in {response} (percentage points) from removing one trick from the full "
             "recipe, paired by seed (positive = the trick helps):", "",
-            tabulate(rows, headers=["trick", "pairs", f"all tricks {response}",
-                                    f"without {response}", "drop", f"{pct}% CI", "p", "reading"],
-                     tablefmt="pipe", disable_numparse=True), ""]
+            _md_table(rows, ["trick", "pairs", f"all tricks {response}", f"without {response}",
+                             "drop", f"{pct}% CI", "p", "reading"]), ""]
 
 
 def design_section(exp: Any, trials_df: pd.DataFrame, response: str = "top1",
@@ -276,6 +276,8 @@ def design_section(exp: Any, trials_df: pd.DataFrame, response: str = "top1",
 
     check_design(exp)
     df = trials_df
+    if "row_label" not in df.columns or response not in df.columns:
+        df = pd.DataFrame(columns=["row_label", "seed", "status", response])
     if "status" in df.columns:
         df = df[df["status"] == "done"]
     df, tricks = _factor_frame(exp, df)

@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds per cell the table was run with (default: the scale's)")
     p.add_argument("--out", default="reports", help="reports folder (default reports)")
+    p.add_argument("--no-figures", action="store_true", help="write the markdown only")
     p.set_defaults(func=cmd_report)
 
 
@@ -39,6 +40,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     data = args.data_root if exp.requires_imagefolder and args.data_root else None
     path = write_report(exp, scale, args.store,
                         seeds=list(range(args.seeds)) if args.seeds else None,
-                        out_dir=args.out, data=data, data_root=args.data_root)
+                        out_dir=args.out, data=data, data_root=args.data_root,
+                        figures=not args.no_figures)
     print(path)
     return 0

@@ -70,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from harness.report import write_report
 
-        report = str(write_report(exp, scale, args.store, seeds=plan.seeds))
+        report = str(write_report(exp, scale, args.store, seeds=plan.seeds,
+                                  data=_data_arg(args, exp), data_root=args.data_root))
         print(f"report: {report}", file=sys.stderr)
     out = {**asdict(summary), "report": report}
     if args.json:

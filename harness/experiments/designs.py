@@ -60,7 +60,10 @@ def parse_tricks(tricks: str | list[str] | tuple[str, ...] | None) -> list[str]:
     """``"a,b,c"`` -> ``["a", "b", "c"]``; unknown, duplicated or teacher-needing tricks raise."""
     if tricks is None:
         return []
-    names = [t.strip() for t in tricks.split(",")] if isinstance(tricks, str) else [str(t) for t in tricks]
+    if isinstance(tricks, str):
+        names = [t.strip() for t in tricks.split(",")]
+    else:
+        names = [str(t) for t in tricks]
     if any(not n for n in names):
         raise HarnessError(f"bad --tricks {tricks!r}: empty trick name; valid choices: "
                            f"{', '.join(sorted(TRICKS))}")
@@ -161,12 +164,12 @@ def grid_experiment(model: str | None, tricks: str | list[str] | None, design: s
 def check_design(exp: Experiment) -> Experiment:
     """Check ``design``, every row's ``factors`` and every cell's final recipe values.
 
-    Factors must name grid tricks, hold 0 or 1 and agree with the row's recipe. Recipe
-    values (``lr_schedule: linear``) are checked after stacking, as ``make_plan`` would,
-    but the error names the file and the row. Raises :class:`ExperimentError` naming the source file and the key. A factorial or loo
-    experiment needs ``factors`` on every row, with the same tricks on every row, and each
-    factor must agree with the row's recipe (``mixup: 1`` and a recipe without mixup is an
-    error). Returns ``exp`` unchanged.
+    Factors must name grid tricks and hold 0 or 1; each must agree with the row's recipe
+    (``mixup: 1`` with a recipe without mixup is an error). A factorial or loo experiment
+    needs ``factors`` on every row, naming the same tricks on every row. Recipe values
+    (``lr_schedule: linear``) are checked after stacking, as ``make_plan`` would, but here
+    the error names the file and the row. Raises :class:`ExperimentError` naming the
+    source and the key; returns ``exp`` unchanged.
     """
     from harness.experiments.plan import row_recipes
 
@@ -195,7 +198,8 @@ def check_design(exp: Experiment) -> Experiment:
                 keys = tuple(row.factors)
             elif set(row.factors) != set(keys):
                 raise ExperimentError(f"{src}: {key}: names tricks {sorted(row.factors)} but "
-                                      f"rows[0].factors names {sorted(keys)}; use the same tricks on every row")
+                                      f"rows[0].factors names {sorted(keys)}; use the same "
+                                      "tricks on every row")
     recipes = row_recipes(exp)
     for i, row in enumerate(exp.rows):
         for j, col in enumerate(exp.columns):

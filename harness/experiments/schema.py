@@ -7,6 +7,7 @@ choices, before anything runs.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,18 @@ def _str(obj: Any, src: str, key: str) -> str:
     if not isinstance(obj, str) or not obj:
         raise _err(src, key, f"expected a non-empty string, got {obj!r}")
     return obj
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+
+def _name(obj: Any, src: str) -> str:
+    """The experiment's name becomes report file names: no '/', '..' or other path tricks."""
+    name = _str(obj, src, "name")
+    if not _SAFE_NAME.fullmatch(name):
+        raise _err(src, "name", f"{name!r} is not a safe file name; valid: letters, digits and "
+                   "'_', '-', '.', '+' (not first), at most 128 characters")
+    return name
 
 
 def _recipe_delta(obj: Any, src: str, key: str) -> dict[str, Any]:
@@ -185,14 +198,17 @@ def parse_experiment(data: Any, src: str) -> Experiment:
     kind = d.get("kind", "classification")
     if kind not in ("classification", "detection", "segmentation"):
         raise _err(src, "kind", f"unknown kind {kind!r}; valid: classification, detection, segmentation")
-    return Experiment(
-        name=_str(d["name"], src, "name"), title=str(d.get("title", d["name"])), rows=rows,
+    exp = Experiment(
+        name=_name(d["name"], src), title=str(d.get("title", d["name"])), rows=rows,
         columns=cols, base_recipe=base, paper_table=d.get("paper_table"),
         cumulative=bool(d.get("cumulative", False)), stacked=bool(d.get("stacked", False)),
         metrics=metrics, data=d.get("data"),
         requires_imagefolder=bool(d.get("requires_imagefolder", False)), seeds=seeds,
         notes=tuple(d.get("notes", ())), kind=kind, transfer=dict(d.get("transfer") or {}),
         design=str(d.get("design", "table")), source=src)
+    from harness.experiments.designs import check_design  # late import: designs imports schema
+
+    return check_design(exp)
 
 
 def read_experiment_file(path: Path) -> Experiment:

@@ -41,10 +41,12 @@ def model_stats(name: str, input_size: int | None = None, **create_kwargs: Any) 
     also with ``small_input=True``: pass e.g. ``input_size=32`` explicitly then.
     """
     size = default_input_size(name) if input_size is None else int(input_size)
-    model = create_model(name, **create_kwargs)
+    with torch.device("meta"):  # shapes only: same counts, no weight init or real compute
+        model = create_model(name, **create_kwargs)
+        macs = count_macs(model, size, create_kwargs.get("in_chans", 3))
     return {
         "name": name,
         "params": count_params(model),
-        "macs": count_macs(model, size, create_kwargs.get("in_chans", 3)),
+        "macs": macs,
         "input_size": size,
     }

@@ -19,7 +19,7 @@ __all__ = ["write_report", "build_report"]
 
 def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: list[int] | None = None,
                  out_dir: str | Path = "reports", *, data: str | None = None,
-                 data_root: str | None = None) -> tuple[Path, str]:
+                 data_root: str | None = None, figures: bool = True) -> tuple[Path, str]:
     """Collect the data, draw the figures (under ``out_dir/<scale>/figures``) and return
     ``(report path, markdown)`` without writing the markdown or the index."""
     from harness.report import figures as F
@@ -31,12 +31,12 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
     fig_dir = folder / "figures"
     deltas = report_data.deltas("top1") if exp.stacked and "top1" in exp.metrics else []
     figs = []
-    if exp.kind == "classification":
+    if figures and exp.kind == "classification":
         figs.append(F.lr_schedule_figure(report_data, fig_dir / f"{exp.name}-lr-schedule.png"))
         ls = F.label_smoothing_figure(report_data, fig_dir / f"{exp.name}-label-smoothing-gap.png")
         if ls is not None:
             figs.append(ls)
-    if deltas:
+    if figures and deltas:
         d = F.deltas_figure(report_data, deltas, fig_dir / f"{exp.name}-deltas.png")
         if d is not None:
             figs.append(d)
@@ -45,7 +45,8 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
 
 def write_report(exp: Experiment, scale: Scale, store_path: str | Path,
                  seeds: list[int] | None = None, out_dir: str | Path = "reports", *,
-                 data: str | None = None, data_root: str | None = None) -> Path:
+                 data: str | None = None, data_root: str | None = None,
+                 figures: bool = True) -> Path:
     """Write ``out_dir/<scale>/<exp.name>.md`` (+ PNGs in ``figures/``) atomically and
     refresh ``out_dir/README.md``; returns the report's path.
 
@@ -53,11 +54,13 @@ def write_report(exp: Experiment, scale: Scale, store_path: str | Path,
     scale's). ``data``: the dataset the trials ran on when it is not the scale's (Table 7's
     ImageFolder; default: the one the store recorded for this table). ``data_root``: where
     to load the test set for the label-smoothing figure (Fashion-MNIST folder).
+    ``figures=False`` skips drawing (the markdown then has no figure section).
     Raises HarnessError (one line) for a missing or unreadable store.
     """
     from harness.report.index import write_index, write_text_atomic
 
-    path, text = build_report(exp, scale, store_path, seeds, out_dir, data=data, data_root=data_root)
+    path, text = build_report(exp, scale, store_path, seeds, out_dir, data=data, data_root=data_root,
+                              figures=figures)
     write_text_atomic(path, text)
     write_index(out_dir)
     return path

@@ -98,11 +98,12 @@ def lr_schedule_figure(data: ReportData, path: Path) -> Figure:
         ep = ep.dropna(subset=["top1"]) if not ep.empty else ep
         if ep.empty:
             continue
+        color = "C0" if row == "Efficient" else "C1"
         for _, g in ep.groupby("spec_hash"):
-            ax_acc.plot(g["epoch"], g["top1"], style, alpha=0.3, color="C0" if row == "Efficient" else "C1")
+            ax_acc.plot(g["epoch"], g["top1"], style, alpha=0.3, color=color)
         mean = ep.groupby("epoch")["top1"].mean()
-        ax_acc.plot(mean.index, mean.values, style, marker="o", label=f"{row} (mean of {ep['spec_hash'].nunique()})",
-                    color="C0" if row == "Efficient" else "C1")
+        ax_acc.plot(mean.index, mean.values, style, marker="o", color=color,
+                    label=f"{row} (mean of {ep['spec_hash'].nunique()})")
         plotted += 1
     if plotted:
         ax_acc.legend()

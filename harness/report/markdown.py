@@ -122,11 +122,11 @@ def design_markdown(data: ReportData) -> str | None:
     if data.exp.design not in ("factorial", "loo"):
         return None
     try:
-        from harness.analysis.designs import design_section
+        from harness.analysis.designs import design_section, label_trials
     except ImportError:
         return None
     try:
-        return design_section(data.exp, data.trials_df)
+        return design_section(data.exp, label_trials(data.plan, data.trials_df))
     except Exception as exc:  # the table still renders; the section says what went wrong
         return f"## Design analysis\n\nThe {data.exp.design} analysis failed: {' '.join(str(exc).split())}\n"
 
