@@ -4,6 +4,7 @@ smoke scale, the paper-scale loaders' layouts and errors, and the table files' b
 (they must be Table 6's ResNet-50-D trials)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,8 @@ from harness.errors import HarnessError
 from harness.transfer.composed import THRESHOLD, compose, composed_fashion_mnist, tight_box
 from harness.transfer.metrics import detection_map, segmentation_scores
 
-pytest.importorskip("pycocotools", reason="mAP needs pycocotools (the 'detection' extra)")
+needs_coco = pytest.mark.skipif(importlib.util.find_spec("pycocotools") is None,
+                                reason="mAP needs pycocotools (the 'detection' extra)")
 
 
 # --------------------------------------------------------------------------- composed data
@@ -86,6 +88,7 @@ def _pred(boxes: torch.Tensor, labels=(1, 2, 1), scores=(0.9, 0.8, 0.7)):
     return [{"boxes": boxes, "labels": torch.tensor(labels), "scores": torch.tensor(scores)}]
 
 
+@needs_coco
 def test_map_of_perfect_and_shifted_boxes():
     """Perfect boxes give 100%. A 10x10 box shifted 3 px has IoU 70/130 = 0.54 >= 0.5 (still a
     hit, 100%); shifted 4 px, IoU 60/140 = 0.43 < 0.5 (every detection a miss, 0%)."""
@@ -98,6 +101,7 @@ def test_map_of_perfect_and_shifted_boxes():
     assert detection_map(_pred(gt[0]["boxes"].clone(), labels=(2, 1, 2)), gt) == pytest.approx(0.0)
 
 
+@needs_coco
 def test_map_interpolation_rule():
     """One class, two objects; the top-scored detection hits one, the second misses: recall
     reaches 0.5 at precision 1, so 51 of COCO's 101 recall points have precision 1:
@@ -186,7 +190,8 @@ def smoke_backbone(tmp_path_factory):
     return spec, str(d / "ckpt.pt")
 
 
-@pytest.mark.parametrize("task,keys", [("detection", {"map"}), ("segmentation", {"pixacc", "miou"})])
+@pytest.mark.parametrize("task,keys", [pytest.param("detection", {"map"}, marks=needs_coco),
+                                       ("segmentation", {"pixacc", "miou"})])
 def test_run_transfer_smoke(task, keys, smoke_backbone, tmp_path):
     """A smoke-scale fine-tune through run_trial: done, metrics in [0, 100], history rows with
     exactly the store's keys (top1 = the main metric), a checkpoint that a rerun resumes

@@ -51,6 +51,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             from harness.errors import HarnessError
 
             raise HarnessError(f"bad --{name.replace('_', '-')} {v}; valid: an integer >= 1")
+    if args.address and not args.dry_run:
+        from harness.ray_env import check_address
+
+        check_address(args.address)  # unreachable cluster: one line, exit 2, nothing written
     exp = load_table(args)
     plan = make_plan(exp, scale, args.seeds, data=_data_arg(args, exp))
     if args.dry_run:

@@ -39,19 +39,19 @@ _COMMON = {"momentum": 0.9, "weight_decay": 1e-4, "warmup_iters": 50, "random_in
            "data_seed": 0, "eval_every": 0, "max_items": 3, "root": None}
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "detection": {
-        "smoke": _COMMON | {"dataset": "composed", "canvas": 48, "train": 128, "test": 64,
+        "smoke": _COMMON | {"dataset": "composed", "canvas": 48, "train": 64, "test": 32,
                             "epochs": 1, "batch_size": 8, "lr": 0.02, "fpn_channels": 16},
-        "local": _COMMON | {"dataset": "composed", "canvas": 64, "train": 2000, "test": 500,
-                            "epochs": 2, "batch_size": 16, "lr": 0.02, "fpn_channels": 32},
+        "local": _COMMON | {"dataset": "composed", "canvas": 64, "train": 1000, "test": 500,
+                            "epochs": 4, "batch_size": 16, "lr": 0.02, "fpn_channels": 32},
         "paper": _COMMON | {"dataset": "voc", "epochs": 20, "batch_size": 8, "lr": 0.01,
                             "warmup_iters": 500, "fpn_channels": 256, "min_size": 600,
                             "max_size": 1000, "workers": 8},
     },
     "segmentation": {
-        "smoke": _COMMON | {"dataset": "composed", "canvas": 48, "train": 128, "test": 64,
+        "smoke": _COMMON | {"dataset": "composed", "canvas": 48, "train": 64, "test": 32,
                             "epochs": 1, "batch_size": 8, "lr": 0.02},
-        "local": _COMMON | {"dataset": "composed", "canvas": 64, "train": 2000, "test": 500,
-                            "epochs": 2, "batch_size": 16, "lr": 0.02},
+        "local": _COMMON | {"dataset": "composed", "canvas": 64, "train": 1000, "test": 500,
+                            "epochs": 4, "batch_size": 16, "lr": 0.02},
         "paper": _COMMON | {"dataset": "ade20k", "epochs": 120, "batch_size": 16, "lr": 0.01,
                             "warmup_iters": 500, "crop": 480, "base_size": 520, "workers": 8},
     },

@@ -1,0 +1,90 @@
+"""The command line as a user runs it: ``python -m harness ...`` in a subprocess.
+
+The three commands run concurrently (one module fixture) to keep the file's wall time low.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import cli_env, harness_cmd, last_json_line
+from harness.models import MODEL_NAMES
+
+RESNET50_D_MACS = 4.3e9  # paper Table 5, ResNet-50-D
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    """``--help``, ``list models --json`` and ``train`` (with ``import ray`` made to fail)."""
+    cwd = tmp_path_factory.mktemp("cli")
+    no_ray = cwd / "no_ray"
+    (no_ray / "ray").mkdir(parents=True)
+    (no_ray / "ray" / "__init__.py").write_text(
+        "raise ImportError('ray is blocked in this test: the standalone trainer must not need it')\n")
+    jobs = {
+        "help": (harness_cmd("--help"), cli_env()),
+        "models": (harness_cmd("list", "models", "--json"), cli_env()),
+        "train": (harness_cmd("train", "--model", "resnet50_d", "--scale", "smoke",
+                              "--checkpoint-dir", cwd / "ckpt"), cli_env([str(no_ray)])),
+    }
+    procs = {k: subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE) for k, (cmd, env) in jobs.items()}
+    out = {}
+    for k, p in procs.items():
+        stdout, stderr = p.communicate(timeout=600)
+        out[k] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+    out["cwd"] = cwd
+    out["no_ray"] = no_ray
+    return out
+
+
+def test_help_works(cli):
+    """``python -m harness --help`` exits 0 and names every command."""
+    proc = cli["help"]
+    assert proc.returncode == 0, proc.stderr
+    for cmd in ("run", "train", "list", "report", "regress"):
+        assert cmd in proc.stdout
+
+
+def test_list_models_json(cli):
+    """``list models --json`` prints a JSON array with name, params, macs, input_size for
+    every registered model; ResNet-50-D's multiply-adds are within 3% of the paper's 4.3G."""
+    proc = cli["models"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    assert isinstance(rows, list)
+    assert sorted(r["name"] for r in rows) == sorted(MODEL_NAMES)
+    for r in rows:
+        assert {"name", "params", "macs", "input_size"} <= set(r)
+        assert r["params"] > 0 and r["macs"] > 0 and r["input_size"] in (224, 299)
+    r50d = next(r for r in rows if r["name"] == "resnet50_d")
+    assert abs(r50d["macs"] - RESNET50_D_MACS) / RESNET50_D_MACS < 0.03
+
+
+def test_train_smoke_prints_json_last_line(cli):
+    """``train --model resnet50_d --scale smoke``: the last stdout line is one JSON object
+    with status, top1, top5, epochs, img_per_s, wall_s."""
+    proc = cli["train"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = last_json_line(proc.stdout)
+    assert {"status", "top1", "top5", "epochs", "img_per_s", "wall_s"} <= set(res)
+    assert res["status"] == "done" and res["epochs"] == 1
+    assert 0 <= res["top1"] <= res["top5"] <= 100
+    assert res["img_per_s"] > 0 and res["wall_s"] > 0
+
+
+def test_train_needs_no_ray(cli):
+    """The same ``train`` ran with a ``ray`` package first on PYTHONPATH whose import raises
+    ImportError: the standalone trainer (and its checkpointing) never needs Ray."""
+    proc = cli["train"]
+    assert (cli["no_ray"] / "ray" / "__init__.py").is_file()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ray is blocked" not in proc.stderr
+    blocked = subprocess.run([sys.executable, "-c", "import ray"],
+                             env=cli_env([str(cli["no_ray"])]), capture_output=True, text=True)
+    assert blocked.returncode != 0 and "ray is blocked" in blocked.stderr  # the block works
+    assert (Path(cli["cwd"]) / "ckpt" / "ckpt.pt").is_file()
