@@ -152,7 +152,7 @@ def listening_sockets(pids: set[int]) -> list[Listener]:
                 continue
             addr, port = cols[1].split(":")
             pid = owner[cols[9]]
-            found.append(Listener(pid, cmdline(pid)[:160], str(_decode_addr(addr)), int(port, 16)))
+            found.append(Listener(pid, cmdline(pid), str(_decode_addr(addr)), int(port, 16)))
     return found
 
 
