@@ -3,6 +3,8 @@ never retrained, GPUs and nodes shared out, failures contained, a killed driver 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import sqlite3
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, harness_cmd, last_json_line, run_cli
+from harness.cli import main
 from harness.experiments import load_experiment, make_plan
 from harness.orchestrator import RunOptions, run_plan
 from harness.scales import SMOKE
@@ -45,7 +48,7 @@ def table6(tmp_path_factory):
 
     1. killed (SIGKILL to the driver) once at least 3 trials are stored;
     2. run again to the end (``--json``, report written);
-    3. run a third time (``--json --no-report``): everything is stored by then.
+    3. run a third time (``--json --no-report``, in process): everything is stored by then.
     """
     cwd = tmp_path_factory.mktemp("table6")
     store = cwd / "results" / "harness.sqlite"
@@ -68,7 +71,11 @@ def table6(tmp_path_factory):
     killed = _stored(store)
     resumed = run_cli(*args, cwd=cwd)
     after_resume = _stored(store)
-    again = run_cli(*args, "--no-report", cwd=cwd)
+    # the third run needs no Ray and no training: in this process (no interpreter start-up)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([*map(str, args), "--no-report"])
+    again = subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
     return {"cwd": cwd, "store": store, "killed": killed, "resumed": resumed,
             "after_resume": after_resume, "again": again}
 
@@ -125,17 +132,22 @@ def test_table6_second_run_trains_nothing(table6):
 
 
 @pytest.mark.slow
-def test_dry_run_prints_plan_and_trains_nothing(tmp_path):
-    """``--dry-run`` prints every planned trial and a compute estimate, and writes nothing
-    (no store, no report, no checkpoints)."""
+def test_dry_run_prints_plan_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    """``run paper_table6 --dry-run`` prints every planned trial and a compute estimate, and
+    writes nothing (no store, no report, no checkpoints) and starts no Ray."""
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    ray_was_up = ray.is_initialized()
     store = tmp_path / "results" / "harness.sqlite"
-    proc = run_cli("run", "paper_table6", "--scale", "smoke", "--store", store, "--dry-run", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "38 trials in 2 stage(s), 0 stored" in proc.stdout
+    assert main(["run", "paper_table6", "--scale", "smoke", "--store", str(store), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "38 trials in 2 stage(s), 0 stored" in out
     plan = make_plan(load_experiment("paper_table6"), SMOKE)
     for spec in plan.all_trials():
-        assert spec.hash[:10] in proc.stdout
+        assert spec.hash[:10] in out
     assert list(tmp_path.iterdir()) == []
+    assert ray.is_initialized() == ray_was_up
 
 
 @pytest.mark.slow

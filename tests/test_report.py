@@ -359,6 +359,7 @@ def test_design_section_hook(tmp_path, monkeypatch):
     pkg = types.ModuleType("harness.analysis")
     mod = types.ModuleType("harness.analysis.designs")
     mod.design_section = design_section
+    mod.label_trials = lambda plan, df: df
     monkeypatch.setitem(sys.modules, "harness.analysis", pkg)
     monkeypatch.setitem(sys.modules, "harness.analysis.designs", mod)
     fexp = dataclasses.replace(exp, design="factorial")

@@ -158,7 +158,7 @@ def test_table_names_cannot_reach_arbitrary_files(name, monkeypatch, tmp_path):
         load_experiment(name)
 
 
-@pytest.mark.parametrize("bad", ["../../escaped", "/tmp/abs", "a/b", ".hidden", "x\\y", ""])
+@pytest.mark.parametrize("bad", ["../../escaped", "/tmp/abs", "a/b", ".hidden", "x\\y", "", "a..b"])
 def test_experiment_name_cannot_escape_reports_folder(tmp_path, capsys, monkeypatch, bad):
     """An experiment file's ``name`` becomes report and Ray folder names: a name with a path
     separator, a leading dot or '..' is refused (exit 2, one line), nothing is written."""

@@ -234,7 +234,8 @@ def test_random_init_needs_no_checkpoint_and_pretrained_does():
         resolve_settings(replace(spec, task_args=json.dumps({"local": {"epoch": 3}})))
     with pytest.raises(HarnessError, match="canvas"):
         resolve_settings(replace(spec, task_args=json.dumps({"canvas": 20})))
-    assert resolve_settings(replace(spec, task_args=json.dumps({"lr": 0.5, "smoke": {"lr": 0.1}})))["lr"] == 0.1
+    both = replace(spec, task_args=json.dumps({"lr": 0.5, "epochs": 2, "smoke": {"lr": 0.1}}))
+    assert resolve_settings(both)["lr"] == 0.1 and resolve_settings(both)["epochs"] == 2
 
 
 # --------------------------------------------------------------------------- paper-scale loaders

@@ -96,15 +96,16 @@ def _str(obj: Any, src: str, key: str) -> str:
     return obj
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def _name(obj: Any, src: str) -> str:
-    """The experiment's name becomes report file names: no '/', '..' or other path tricks."""
+    """The experiment's name becomes report and Ray folder names: no '/', '..' or other
+    path tricks (same rule as baseline names in harness/baseline.py)."""
     name = _str(obj, src, "name")
-    if not _SAFE_NAME.fullmatch(name):
-        raise _err(src, "name", f"{name!r} is not a safe file name; valid: letters, digits and "
-                   "'_', '-', '.', '+' (not first), at most 128 characters")
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise _err(src, "name", f"{name!r} is not a safe file name; valid: letters, digits, '_', "
+                   "'.', '-' (a letter or digit first, no '..', at most 128 characters)")
     return name
 
 

@@ -154,6 +154,7 @@ class CellData:
     column: str
     specs: list[TrialSpec]
     records: list[dict[str, Any] | None]
+    backbone_records: list[dict[str, Any] | None] = field(default_factory=list)
 
     def metric_value(self, rec: dict[str, Any], metric: str) -> float | None:
         col = STORE_COLUMN.get(metric, metric)
@@ -163,7 +164,10 @@ class CellData:
     def values(self, metric: str) -> dict[int, float]:
         """seed -> value, over the trials stored as done."""
         out: dict[int, float] = {}
-        for spec, rec in zip(self.specs, self.records):
+        records = self.records
+        if metric in ("top1", "top5") and any(self.backbone_records):
+            records = self.backbone_records  # transfer tables: the backbone's ImageNet-style top-1
+        for spec, rec in zip(self.specs, records):
             if rec is not None and rec.get("status") == "done":
                 v = self.metric_value(rec, metric)
                 if v is not None:
@@ -224,7 +228,9 @@ class ReportData:
 
     def __post_init__(self) -> None:
         for (row, col), specs in self.plan.trials.items():
-            self.cells[(row, col)] = CellData(row, col, specs, [self.records.get(s.hash) for s in specs])
+            self.cells[(row, col)] = CellData(
+                row, col, specs, [self.records.get(s.hash) for s in specs],
+                [self.records.get(s.backbone.hash) if s.backbone else None for s in specs])
 
     # -- paper --------------------------------------------------------------------------
     def paper_value(self, row_index: int, column_index: int, metric: str) -> Any:
