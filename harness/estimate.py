@@ -19,8 +19,21 @@ CPU_TRAIN_MACS_PER_S = 2.0e9  # 2-core CPU, bf16, miniature models, 1 thread per
 TRAIN_IMAGES = {"fashion_mnist": 60000, "synthetic": 2048, "imagefolder": 1_281_167}
 
 
-def trial_seconds(plan: Plan, model: str, epochs: int, macs: dict[str, float]) -> float:
+TRANSFER_SECONDS = {"smoke": 5.0, "local": 60.0}  # measured per fine-tune on one core (docs/transfer.md)
+
+
+def trial_epochs(plan: Plan, spec) -> int:
+    if spec.task != "classification":
+        from harness.transfer import resolve_settings
+
+        return int(resolve_settings(spec)["epochs"])
+    return plan.scale.epochs(spec.recipe)
+
+
+def trial_seconds(plan: Plan, model: str, epochs: int, macs: dict[str, float], task: str = "classification") -> float:
     scale = plan.scale
+    if task != "classification":
+        return TRANSFER_SECONDS.get(scale.name, 3600.0)
     n = scale.train_subset or TRAIN_IMAGES.get(scale.dataset, TRAIN_IMAGES["imagefolder"])
     rate = GPU_TRAIN_MACS_PER_S if scale.name == "paper" else CPU_TRAIN_MACS_PER_S
     return epochs * n * 3 * macs[model] / rate
@@ -37,10 +50,11 @@ def print_plan(plan: Plan, store_path: str) -> None:
     rows, total = [], 0.0
     for i, stage in enumerate(plan.stages()):
         for t in stage:
-            epochs = plan.scale.epochs(t.recipe)
-            secs = trial_seconds(plan, t.model, epochs, macs)
+            epochs = trial_epochs(plan, t)
+            secs = trial_seconds(plan, t.model, epochs, macs, t.task)
             total += 0 if t.hash in stored else secs
-            rows.append([i + 1, t.row, t.column, t.model, t.seed, epochs, ",".join(t.recipe.tricks()),
+            rows.append([i + 1, t.row, t.column, t.model if t.task == "classification" else f"{t.model} ({t.task})",
+                         t.seed, epochs, ",".join(t.recipe.tricks()),
                          "stored" if t.hash in stored else f"~{secs / 60:.1f} min", t.hash[:10]])
     print(tabulate(rows, headers=["stage", "row", "column", "model", "seed", "epochs", "tricks",
                                   "status", "hash"]))
