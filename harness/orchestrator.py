@@ -36,6 +36,7 @@ class RunOptions:
     cpus_per_trial: float = 1
     gpus_per_trial: float | None = None  # None: 1 at the paper scale, 0.25 for miniatures, 0 on CPU
     max_failures: int = 2
+    workers_per_trial: int = 1  # > 1: each trial is a Ray Train TorchTrainer with N DDP workers
     data_root: str | None = None
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)  # tests: num_gpus, num_cpus
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
@@ -60,14 +61,12 @@ def results_dir(store_path: str) -> Path:
     return Path(store_path).resolve().parent
 
 
-def tune_trainable(config: dict[str, Any]) -> None:
-    """Runs inside a Ray worker: one trial through the shared trainer, epochs reported."""
+def _trial_body(config: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> None:
+    """One trial through the shared trainer; ``report`` sends epoch rows and the final result."""
     import ray
-    from ray import tune
 
     from harness.trainer import TrainOptions, run_trial
 
-    config = config["trial"]
     spec = spec_from_dict(config["spec"])
     log_path = Path(config["log_path"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,10 +79,45 @@ def tune_trainable(config: dict[str, Any]) -> None:
                             teacher_ckpt=config["teacher_ckpt"], backbone_ckpt=config["backbone_ckpt"],
                             threads=config["threads"], log=log)
         log(f"== {spec.describe()} pid={os.getpid()} {provenance.utc_now()}")
-        result = run_trial(spec, opts, on_epoch=lambda row: tune.report({**row, "final": False}))
-    tune.report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
-                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                 "node": os.uname().nodename, "node_id": ray.get_runtime_context().get_node_id()})
+        result = run_trial(spec, opts, on_epoch=lambda row: report({**row, "final": False}))
+    report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "node": os.uname().nodename, "node_id": ray.get_runtime_context().get_node_id()})
+
+
+def tune_trainable(config: dict[str, Any]) -> None:
+    """Runs inside a Ray worker: one trial, epochs reported to Tune."""
+    from ray import tune
+
+    _trial_body(config["trial"], tune.report)
+
+
+def ddp_worker(config: dict[str, Any]) -> None:
+    """One of N Ray Train workers of a data-parallel trial (torch.distributed is set up)."""
+    import ray.train
+
+    _trial_body(config, lambda metrics: ray.train.report(metrics))
+
+
+def tune_ddp_driver(config: dict[str, Any]) -> None:
+    """A Tune trial that runs its spec as Ray Train's TorchTrainer with N DDP workers."""
+    from ray.train import RunConfig as TrainRunConfig
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    c = config["trial"]
+    use_gpu = c["gpus"] > 0
+    # --cpus-per-trial is the trial's total: split over its workers (2 workers fit 2 cores).
+    per_worker = {"CPU": c["cpus"] / c["workers"], **({"GPU": c["gpus"]} if use_gpu else {})}
+    trainer = TorchTrainer(
+        ddp_worker, train_loop_config=c,
+        scaling_config=ScalingConfig(num_workers=c["workers"], use_gpu=use_gpu,
+                                     resources_per_worker=per_worker),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=TrainRunConfig(name=f"{c['spec_hash']}-ddp", storage_path=c["ray_dir"],
+                                  callbacks=[TuneReportCallback()]))
+    trainer.fit()
 
 
 def _result_from_trial(trial: Any) -> dict[str, Any] | None:
@@ -201,15 +235,21 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
                         "checkpoint_dir": str(rdir / "checkpoints" / spec.hash),
                         "log_path": str(rdir / "logs" / f"{spec.hash}.log"),
                         "teacher_ckpt": teacher, "backbone_ckpt": backbone, "data_root": opts.data_root,
-                        "threads": max(1, int(opts.cpus_per_trial))})
+                        "threads": max(1, int(opts.cpus_per_trial / opts.workers_per_trial)),
+                        "cpus": opts.cpus_per_trial,
+                        "workers": opts.workers_per_trial, "ray_dir": str(rdir / "ray")})
     if not configs:
         return
     res = _resources(plan, opts)
+    for c in configs:
+        c["gpus"] = res["gpu"]
+    ddp = opts.workers_per_trial > 1
+    trainable = tune.with_resources(tune_ddp_driver, {"cpu": 0.01}) if ddp else tune.with_resources(tune_trainable, res)
     cb = StoreCallback(store, specs, summary, git, macs, opts.log, len(configs))
     tuner = tune.Tuner(
-        tune.with_resources(tune_trainable, res),
+        trainable,
         param_space={"trial": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=True,
+        tune_config=tune.TuneConfig(max_concurrent_trials=opts.max_concurrent, reuse_actors=not ddp,
                                     trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=f"{plan.experiment.name}-{summary.run_id}",

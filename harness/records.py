@@ -13,7 +13,8 @@ def trial_record(spec: TrialSpec, run_id: str, result: dict[str, Any], *, starte
                  git_commit: str, macs: int | None = None) -> TrialRecord:
     """A TrialRecord from a trainer result dict (TrialResult.to_json() + 'history')."""
     history = result.get("history") or []
-    extra = {k: result[k] for k in ("cuda_visible_devices", "node", "node_id", "attempts") if k in result}
+    extra = {k: result[k] for k in ("cuda_visible_devices", "node", "node_id", "attempts", "workers",
+                                    "global_batch", "lr") if result.get(k) is not None}
     extra.update(result.get("metrics") or {})  # transfer metrics (map, pixacc, miou)
     return TrialRecord(
         spec_hash=spec.hash, run_id=run_id, table_name=spec.table, row_label=spec.row,

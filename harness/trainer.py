@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from harness import provenance
 from harness.batches import BatchSource, make_batches
 from harness.checkpoint import load_checkpoint, save_atomic
+from harness.distributed import ShardedBatches, data_parallel, world
 from harness.models import create_model
 from harness.recipe import Recipe
 from harness.scales import Scale
@@ -71,6 +72,9 @@ class TrialResult:
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)  # transfer: map, pixacc, miou
+    workers: int = 1  # data-parallel workers (DDP world size)
+    global_batch: int | None = None  # images per step over all workers
+    lr: float | None = None  # initial lr at this scale (after linear scaling)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -213,8 +217,12 @@ def evaluate(model: torch.nn.Module, batches: BatchSource, precision: str,
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module under torch.compile's wrapper (its state_dict keys have no prefix)."""
-    return getattr(model, "_orig_mod", model)
+    """The module under torch.compile's and DDP's wrappers (state_dict keys without prefix)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -297,6 +305,10 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
                            spec.seed, opts.data_root)
     model, meta = build_model(spec, batches.num_classes, batches.in_chans, device)
     precision = resolve_precision(spec.recipe.precision, device.type)
+    rank, world_size = world()
+    if world_size > 1:
+        batches = ShardedBatches(batches, rank, world_size)
+        model = data_parallel(model, device)
     if spec.recipe.compile:
         model = torch.compile(model)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
@@ -309,9 +321,10 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
     ckpt_path = Path(opts.checkpoint_dir) / "ckpt.pt" if opts.checkpoint_dir else None
     start_epoch, history = _resume(ckpt_path, ctx, spec) if ckpt_path else (0, [])
     result = TrialResult(status="done", device=provenance.device_name(device), precision=precision,
-                         params=sum(p.numel() for p in model.parameters()),
+                         params=sum(p.numel() for p in unwrap(model).parameters()),
                          dataset_fingerprint=batches.fingerprint,
-                         checkpoint=str(ckpt_path) if ckpt_path else None)
+                         checkpoint=str(ckpt_path) if ckpt_path else None, workers=world_size,
+                         global_batch=scale.batch_size(spec.recipe), lr=ctx.schedule.base_lr)
     epochs = scale.epochs(spec.recipe)
     model.train()
     for epoch in range(start_epoch, epochs):
@@ -326,7 +339,7 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
         history.append(row)
         opts.log(f"epoch {epoch + 1}/{epochs} loss {loss:.4f} top1 {top1:.2f} top5 {top5:.2f} "
                  f"{row['img_per_s']:.0f} img/s {secs:.1f}s")
-        if ckpt_path:
+        if ckpt_path and rank == 0:
             _save(ckpt_path, ctx, epoch + 1, spec, meta, history)
             _test_kill_hook(epoch + 1)
         if on_epoch:

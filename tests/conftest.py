@@ -8,6 +8,7 @@ and records the listening sockets of Ray's processes while the run is live.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import ipaddress
 import json
@@ -17,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -78,6 +79,17 @@ def last_json_line(stdout: str) -> Any:
 
 def stderr_lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()]
+
+
+@contextlib.contextmanager
+def chdir(path: Path) -> Iterator[None]:
+    """contextlib.chdir for Python 3.10 (pyproject allows it; chdir arrived in 3.11)."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 # ---- sockets and processes (Linux /proc) ------------------------------------------------
@@ -183,6 +195,15 @@ def ensure_local_ray(kill_marker: Path) -> str:
         env_vars = {"HARNESS_TEST_KILL_AFTER_EPOCH": str(KILL_AFTER_EPOCH),
                     "HARNESS_TEST_KILL_MARKER": str(kill_marker)}
         init_ray(None, num_cpus=4, num_gpus=4, runtime_env={"env_vars": env_vars})
+
+        @ray.remote(num_cpus=1)
+        def warm() -> int:
+            time.sleep(0.5)  # hold the CPU so that four distinct workers start
+            return os.getpid()
+
+        # four idle workers in the pool: Tune's first actors start without waiting for
+        # worker processes (Ray starts at most #cores of them at a time)
+        ray.get([warm.remote() for _ in range(4)])
     return ray.get_runtime_context().gcs_address
 
 

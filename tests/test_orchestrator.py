@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, harness_cmd, last_json_line, run_cli
+from conftest import chdir, cli_env, harness_cmd, last_json_line, run_cli
 from harness.cli import main
 from harness.experiments import load_experiment, make_plan
 from harness.orchestrator import RunOptions, run_plan
@@ -73,7 +73,7 @@ def table6(tmp_path_factory):
     after_resume = _stored(store)
     # the third run needs no Ray and no training: in this process (no interpreter start-up)
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main([*map(str, args), "--no-report"])
     again = subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
     return {"cwd": cwd, "store": store, "killed": killed, "resumed": resumed,
@@ -186,8 +186,12 @@ def test_four_fake_gpus_one_per_trial(tmp_path, write_experiment, local_ray):
     """With 4 GPUs declared to Ray (``ray.init(num_gpus=4)`` on this GPU-less machine) and
     gpus_per_trial=1, four concurrent trials each get their own GPU: CUDA_VISIBLE_DEVICES
     differs per trial (recorded in the store's extra column)."""
-    path = write_experiment("gpus", [{"label": "a"}, {"label": "b", "recipe": {"label_smoothing": 0.1}}],
-                            seeds=2)
+    # 4 epochs each (480 paper epochs at smoke), so the four trials surely overlap: Tune
+    # hands a finished trial's actor (and its GPU) to a trial whose own actor has not
+    # started yet, which would be correct but would not show four distinct GPUs
+    rows = [{"label": "a", "recipe": {"epochs": 480}},
+            {"label": "b", "recipe": {"epochs": 480, "label_smoothing": 0.1}}]
+    path = write_experiment("gpus", rows, seeds=2)
     plan = make_plan(load_experiment(str(path)), SMOKE)
     assert len(plan.all_trials()) == 4
     store = tmp_path / "store.sqlite"
@@ -199,7 +203,7 @@ def test_four_fake_gpus_one_per_trial(tmp_path, write_experiment, local_ray):
     with Store(store, readonly=True) as st:
         extras = list(st.trials_df()["extra"])
     devices = sorted(e["cuda_visible_devices"] for e in extras)
-    assert devices == ["0", "1", "2", "3"]
+    assert devices == ["0", "1", "2", "3"], extras
 
 
 @pytest.mark.slow

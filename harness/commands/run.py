@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs per trial (default: 1 at the paper scale, 0.25 for miniatures, 0 without GPUs)")
+    p.add_argument("--workers-per-trial", type=int, default=None,
+                   help="data-parallel workers per trial (Ray Train TorchTrainer, DDP; gloo on CPU). "
+                   "Default: --gpus-per-trial when it is above 1, else 1")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial (from its checkpoint)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; train nothing")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
@@ -66,8 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.store import Store
 
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
+    workers, gpus = _workers(args)
     opts = RunOptions(store=args.store, address=args.address, max_concurrent=args.max_concurrent,
-                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, workers_per_trial=workers,
                       max_failures=args.max_failures, data_root=args.data_root)
     summary = run_plan(plan, opts, argv=sys.argv)
     report = None
@@ -85,6 +89,23 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{summary.failed} failed, {summary.diverged} diverged, {summary.skipped} skipped "
               f"in {summary.wall_s:.0f}s" + (f"; report {report}" if report else ""))
     return 0 if summary.failed == 0 else 1
+
+
+def _workers(args: argparse.Namespace) -> tuple[int, float | None]:
+    """--gpus-per-trial N > 1 means N DDP workers with one GPU each (global batch unchanged)."""
+    from harness.errors import HarnessError
+
+    gpus = args.gpus_per_trial
+    if gpus is not None and gpus < 0:
+        raise HarnessError(f"bad --gpus-per-trial {gpus}; valid: a number >= 0")
+    workers = args.workers_per_trial or (int(gpus) if gpus and gpus > 1 else 1)
+    if workers < 1:
+        raise HarnessError(f"bad --workers-per-trial {workers}; valid: an integer >= 1")
+    if gpus and gpus > 1:
+        if gpus != int(gpus):
+            raise HarnessError(f"bad --gpus-per-trial {gpus}; above 1 it must be a whole number of GPUs")
+        gpus = 1.0
+    return workers, gpus
 
 
 def _data_arg(args: argparse.Namespace, exp) -> str | None:
