@@ -170,12 +170,17 @@ def listening_sockets(pids: set[int]) -> list[Listener]:
 
 # ---- one embedded Ray session shared by the in-process Ray tests ---------------------------
 KILL_AFTER_EPOCH = 2  # the 3-epoch trial is SIGKILLed right after its epoch-2 checkpoint
+DISARMED = "disarmed\n"  # kill-marker content before the mixed run arms the hook
 
 
 @pytest.fixture(scope="session")
 def kill_marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the trainer's kill hook records (once per session) that it killed a worker."""
-    return tmp_path_factory.mktemp("kill") / "killed.marker"
+    """Where the trainer's kill hook records that it killed a worker. The hook fires only
+    while this file does not exist, so it starts out present (disarmed); the mixed run
+    deletes it (arms the hook) just before it starts."""
+    marker = tmp_path_factory.mktemp("kill") / "killed.marker"
+    marker.write_text(DISARMED)
+    return marker
 
 
 def ensure_local_ray(kill_marker: Path) -> str:
@@ -183,9 +188,10 @@ def ensure_local_ray(kill_marker: Path) -> str:
     harness's own init_ray (loopback, dashboard off); returns its GCS address.
 
     4 CPUs and 4 declared GPUs (ray.init(num_gpus=4) on a GPU-less machine), and the
-    trainer's kill hook armed in every worker via runtime_env (it fires only for a trial
-    that reaches epoch KILL_AFTER_EPOCH, and only once). Passing the address to
-    RunOptions makes run_plan join this session instead of starting and stopping its own.
+    trainer's kill hook passed to every worker via runtime_env (it fires only while the
+    marker file is absent, for a trial that reaches epoch KILL_AFTER_EPOCH, and only once).
+    Passing the address to RunOptions makes run_plan join this session instead of starting
+    and stopping its own.
     """
     import ray
 
@@ -198,10 +204,10 @@ def ensure_local_ray(kill_marker: Path) -> str:
 
         @ray.remote(num_cpus=1)
         def warm() -> int:
-            time.sleep(0.5)  # hold the CPU so that four distinct workers start
+            time.sleep(1.0)  # hold the CPU so that several distinct workers start
             return os.getpid()
 
-        # four idle workers in the pool: Tune's first actors start without waiting for
+        # idle workers in the pool, so Tune's first actors start without waiting for new
         # worker processes (Ray starts at most #cores of them at a time)
         ray.get([warm.remote() for _ in range(4)])
     return ray.get_runtime_context().gcs_address
@@ -280,6 +286,8 @@ def mixed_ray_run(tmp_path_factory: pytest.TempPathFactory, kill_marker: Path) -
             run.tree_cmds = [cmdline(p) for p in sorted(tree)]
 
     address = ensure_local_ray(kill_marker)
+    assert marker.read_text() == DISARMED, "the kill hook fired before the mixed run"
+    marker.unlink()  # arm the kill hook: the first trial to save epoch 2 is SIGKILLed
     opts = RunOptions(store=str(store), address=address, max_concurrent=2, gpus_per_trial=0,
                       max_failures=1, log=log)
     t0 = time.time()

@@ -186,11 +186,12 @@ def test_four_fake_gpus_one_per_trial(tmp_path, write_experiment, local_ray):
     """With 4 GPUs declared to Ray (``ray.init(num_gpus=4)`` on this GPU-less machine) and
     gpus_per_trial=1, four concurrent trials each get their own GPU: CUDA_VISIBLE_DEVICES
     differs per trial (recorded in the store's extra column)."""
-    # 4 epochs each (480 paper epochs at smoke), so the four trials surely overlap: Tune
-    # hands a finished trial's actor (and its GPU) to a trial whose own actor has not
-    # started yet, which would be correct but would not show four distinct GPUs
-    rows = [{"label": "a", "recipe": {"epochs": 480}},
-            {"label": "b", "recipe": {"epochs": 480, "label_smoothing": 0.1}}]
+    # 6 epochs each (720 paper epochs at smoke), so the four trials surely overlap even
+    # when Ray starts their workers seconds apart: Tune hands a finished trial's actor (and
+    # its GPU) to a trial whose own actor has not started yet, which is correct but would
+    # not show four distinct GPUs. (The kill hook is disarmed: its marker file exists.)
+    rows = [{"label": "a", "recipe": {"epochs": 720}},
+            {"label": "b", "recipe": {"epochs": 720, "label_smoothing": 0.1}}]
     path = write_experiment("gpus", rows, seeds=2)
     plan = make_plan(load_experiment(str(path)), SMOKE)
     assert len(plan.all_trials()) == 4
