@@ -160,7 +160,9 @@ def test_trials_spread_over_two_nodes(tmp_path, write_experiment):
     from harness.ray_env import shutdown_ray
 
     shutdown_ray()  # the driver must join the cluster, not a session left by another test
-    path = write_experiment("nodes", [{"label": "a"}, {"label": "b", "recipe": {"label_smoothing": 0.1}}],
+    # 6-epoch trials overlap, so Tune cannot hand every trial to one reused actor.
+    path = write_experiment("nodes", [{"label": "a", "recipe": {"epochs": 720}},
+                                      {"label": "b", "recipe": {"epochs": 720, "label_smoothing": 0.1}}],
                             seeds=2)
     plan = make_plan(load_experiment(str(path)), SMOKE)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
