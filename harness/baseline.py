@@ -11,14 +11,13 @@ anything else is a :class:`HarnessError` (exit code 2) before any file is writte
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import atomic_write
 from harness.errors import HarnessError
 
 FORMAT_VERSION = 1
@@ -158,27 +157,11 @@ def freeze(plan, store) -> dict[str, Any]:
 
 # ---- files ----------------------------------------------------------------------------
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would follow the file into git
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    """Write ``obj`` as indented JSON through :func:`harness.atomic.atomic_write`."""
+    with atomic_write(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    return Path(path)
 
 
 def save_baseline(baseline: dict[str, Any], path: str | Path) -> Path:

@@ -6,15 +6,14 @@ stored: ``torch.load(weights_only=True)`` refuses anything that would need unpic
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.atomic import atomic_write
 from harness.errors import HarnessError
 
 
@@ -23,20 +22,10 @@ class CheckpointError(HarnessError):
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then os.replace (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save through :func:`harness.atomic.atomic_write` (temp file, fsync, rename)."""
+    with atomic_write(path, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

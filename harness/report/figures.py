@@ -13,13 +13,12 @@ not be drawn; a report never fails because a figure could not be made.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from harness.atomic import atomic_write
 from harness.report.stats import finite
 from harness.report.tables import Delta, ReportData
 
@@ -46,16 +45,9 @@ def _new_figure(width: float, height: float):
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Write a PNG next to its final name, then rename over it (readers never see half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the PNG atomically (readers never see half a figure)."""
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100, bbox_inches="tight")
     return path
 
 

@@ -7,32 +7,15 @@ atomically, after every report.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_text_atomic
 from harness.report.tables import md_table
 
 INDEX_NAME = "README.md"
 _SUMMARY = re.compile(r"^<!--\s*harness-report\s+(\{.*\})\s*-->\s*$")
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write to a temp file in the same folder, fsync, then os.replace over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_summary(path: Path) -> dict[str, Any]:
