@@ -1,20 +1,17 @@
-"""The `local` scale on a small CPU: the harness trainer vs a naive loop, and Ray's overhead.
+"""The `local` scale on a small CPU: images/s of the harness trainer vs a naive loop.
 
-    python bench/local_bench.py [--images 10240] [--threads 2] [--store results/harness.sqlite]
+    python bench/local_bench.py [--images 10240] [--threads 2]
 
 Naive loop = what a hand-written script does by default: a Dataset applying per-image
 torchvision transforms (RandomResizedCrop, flip, normalise) in a DataLoader with default
 settings, fp32, contiguous tensors. Both train the same miniature ResNet-50-D on the same
-Fashion-MNIST images with the same batch. Ray overhead = 1 - (sum of trial wall time) /
-(run wall time x concurrency), read from the store's latest Table 6 run.
+Fashion-MNIST images with the same batch. (Ray's overhead: bench/table_times.py.)
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -67,29 +64,10 @@ def harness_img_per_s(n: int, threads: int) -> float:
     return float(res.img_per_s)
 
 
-def ray_overhead(store: str, table: str = "paper_table6") -> dict | None:
-    if not Path(store).exists():
-        return None
-    from harness.store import Store
-
-    with Store(store, readonly=True) as st:
-        runs, trials = st.runs_df(), st.trials_df(table_name=table)
-    runs = runs[(runs.table_name == table) & runs.finished_at.notna()]
-    for _, run in runs.sort_values("started_at", ascending=False).iterrows():
-        t = trials[trials.run_id == run.run_id]
-        if len(t) >= 4:
-            wall = (dt.datetime.fromisoformat(run.finished_at) - dt.datetime.fromisoformat(run.started_at)).total_seconds()
-            conc = 2  # the default local run: one CPU per trial on a 2-core machine
-            return {"run_id": run.run_id, "trials": len(t), "wall_s": wall, "compute_s": float(t.wall_s.sum()),
-                    "concurrency": conc, "overhead": 1 - float(t.wall_s.sum()) / (wall * conc)}
-    return None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=10240)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--store", default="results/harness.sqlite")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     batch = LOCAL.batch_size(named_recipe("efficient"))
@@ -97,8 +75,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     naive = naive_img_per_s(a.images, batch)
     print(json.dumps({"harness_img_s": round(ours), "naive_img_s": round(naive), "ratio": round(ours / naive, 2),
-                      "threads": a.threads, "images": a.images, "batch": batch,
-                      "ray": ray_overhead(a.store)}))
+                      "threads": a.threads, "images": a.images, "batch": batch}))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 
 On a CUDA machine it times the trainer step at 224 px (FP16, channels_last, compile off/on)
 against a plain torchvision AMP loop; everywhere it times the `local` scale trainer against
-a naive per-image DataLoader loop and reads Ray's overhead from the store.
+a naive per-image DataLoader loop, trains the `local` miniature ResNet-50-D with the full
+Table 6 recipe alone (accuracy and seconds), and reads whole-table wall times and Ray's
+overhead from the store. Run it on an otherwise idle machine.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default="results/harness.sqlite")
     ap.add_argument("--gpu-steps", type=int, default=30)
+    ap.add_argument("--skip-accuracy", action="store_true", help="skip the ~2-minute accuracy trial")
     a = ap.parse_args()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
     lines = [f"# Benchmark results\n", f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
@@ -41,12 +44,17 @@ def main() -> None:
         rows = _run(["bench/step_bench.py", "--steps", str(a.gpu_steps)])
         lines += ["## Trainer step vs plain torchvision AMP loop (224 px, batch 256)\n",
                   tabulate(rows, headers="keys", tablefmt="pipe"), ""]
-    local = _run(["bench/local_bench.py", "--store", a.store])[0]
-    ray = local.pop("ray")
+    local = _run(["bench/local_bench.py"])[0]
     lines += ["## `local` scale: harness trainer vs naive per-image DataLoader loop\n",
               tabulate([local], headers="keys", tablefmt="pipe"), ""]
-    if ray:
-        lines += ["## Ray overhead (latest Table 6 run in the store)\n", tabulate([ray], headers="keys", tablefmt="pipe"), ""]
+    if not a.skip_accuracy:
+        acc = _run(["bench/accuracy_bench.py", "--threads", str(os.cpu_count() or 1)])
+        lines += ["## `local` scale: miniature ResNet-50-D, full Table 6 recipe, trained alone\n",
+                  tabulate(acc, headers="keys", tablefmt="pipe"), ""]
+    tables = _run(["bench/table_times.py", "--store", a.store])
+    if tables:
+        lines += ["## Whole-table runs (latest run per table in the store; Ray overhead = "
+                  "1 - compute / (wall x concurrency))\n", tabulate(tables, headers="keys", tablefmt="pipe"), ""]
     text = "\n".join(lines) + "\n"
     (HERE / "RESULTS.md").write_text(text)
     print(text)
