@@ -111,7 +111,13 @@ def test_unknown_key_and_wrong_type_are_refused():
 def test_spec_hash_is_stable_and_ignores_labels_and_speed_knobs():
     """Equal trials hash equally whatever their table labels or channels_last/compile settings."""
     a = TrialSpec("resnet50_d", named_recipe("cosine"), "local", 0, table="x", row="y")
-    b = TrialSpec("resnet50_d", named_recipe("cosine").replace(channels_last=False, compile=True), "local", 0)
+    b = TrialSpec("resnet50_d", named_recipe("cosine").replace(channels_last=False, compile=True,
+                                                                  compile_mode="reduce-overhead"), "local", 0)
     c = TrialSpec("resnet50_d", named_recipe("cosine"), "local", 1)
     assert a.hash == b.hash != c.hash
     assert len({TrialSpec("resnet50", r, "smoke", 0).hash for r in NAMED_RECIPES.values()}) == len(NAMED_RECIPES)
+
+
+def test_compile_mode_is_validated_with_its_choices():
+    with pytest.raises(HarnessError, match="compile_mode 'graphs'.*reduce-overhead"):
+        Recipe(compile_mode="graphs").validate()
