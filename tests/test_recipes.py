@@ -76,7 +76,14 @@ def test_table6_rows_follow_the_paper():
     t1, t2 = r["+ distill w/o mixup"].teacher, r["+ distill w/ mixup"].teacher
     assert t1.model == t2.model == "resnet152_d" and t1.recipe.label_smoothing == 0.1
     assert t2.recipe.mixup and not t1.recipe.mixup
-    assert len(plan.teachers) == 2 and plan.stages()[0] == plan.teachers
+    assert len(plan.teachers) == 2
+    # stages by dependency depth: teachers first in stage 1 beside every trial needing no
+    # teacher; the distilled students after their teachers; nothing lost or repeated
+    first, second = plan.stages()
+    assert first[:2] == plan.teachers and not any(t.recipe.distill for t in first)
+    assert second and all(t.recipe.distill and t.teacher in first for t in second)
+    cells = [t for ts in plan.trials.values() for t in ts]
+    assert sorted(t.hash for t in first + second) == sorted({t.hash for t in cells + plan.teachers})
 
 
 def test_tables_share_trials_by_hash():
