@@ -27,7 +27,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _run(args: list[str]) -> list[dict]:
-    out = subprocess.run([sys.executable, *args], cwd=HERE.parent, capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    out = subprocess.run([sys.executable, *args], cwd=HERE.parent, capture_output=True, text=True, check=True,
+                         env=env)
     return [json.loads(ln) for ln in out.stdout.splitlines() if ln.startswith("{")]
 
 
@@ -44,6 +46,9 @@ def main() -> None:
         rows = _run(["bench/step_bench.py", "--steps", str(a.gpu_steps)])
         lines += ["## Trainer step vs plain torchvision AMP loop (224 px, batch 256)\n",
                   tabulate(rows, headers="keys", tablefmt="pipe"), ""]
+    data = _run(["bench/data_bench.py"] + ([] if torch.cuda.is_available() else ["--small"]))
+    lines += ["## Data path: JPEG files vs in-memory images (one epoch of the trainer)\n",
+              tabulate(data, headers="keys", tablefmt="pipe"), ""]
     local = _run(["bench/local_bench.py"])[0]
     lines += ["## `local` scale: harness trainer vs naive per-image DataLoader loop\n",
               tabulate([local], headers="keys", tablefmt="pipe"), ""]

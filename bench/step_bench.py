@@ -67,7 +67,8 @@ def harness_step(name: str, x: torch.Tensor, y: torch.Tensor, precision: str,
     ctx = StepContext(model=model, optimizer=build_optimizer(model, recipe, device),
                       scaler=make_scaler(prec, device.type), schedule=make_schedule(recipe, PAPER, 1000),
                       recipe=recipe, precision=prec, device=device, num_classes=1000,
-                      generator=torch.Generator(device=device).manual_seed(0))
+                      generator=torch.Generator(device=device).manual_seed(0),
+                      host_generator=torch.Generator().manual_seed(1))
     it = iter(range(10**9))
     return lambda: train_step(ctx, next(it), x, y)
 

@@ -84,7 +84,8 @@ def _context(recipe_name: str, device: torch.device) -> StepContext:
                        scaler=make_scaler(precision, device.type),
                        schedule=make_schedule(recipe, get_scale("local"), ITERS_PER_EPOCH),
                        recipe=recipe, precision=precision, device=device, num_classes=CLASSES,
-                       generator=torch.Generator(device=device).manual_seed(0))
+                       generator=torch.Generator(device=device).manual_seed(0),
+                      host_generator=torch.Generator().manual_seed(1))
 
 
 def _sync(device: torch.device) -> None:

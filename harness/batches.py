@@ -2,7 +2,7 @@
 
 Small datasets live as one uint8 tensor on the training device and are augmented a
 whole batch at a time (DESIGN.md, Performance habits); ImageFolder goes through
-DataLoader workers and transforms.v2. Every random draw comes from the generator the
+DataLoader workers and transforms.v2, or is decoded on the device (``harness.data.decode``). Every random draw comes from the generator the
 trainer passes in, so a checkpointed generator state resumes the exact same batches.
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ import torch
 
 from harness.data import AugConfig, InMemoryDataset, load_in_memory, open_imagefolder
 from harness.data.augment import batch_augment, eval_batch
+from harness.data.decode import DeviceDecodeBatches
+from harness.errors import HarnessError, unknown
 from harness.scales import Scale
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -111,9 +113,20 @@ def aug_config(scale: Scale, data: InMemoryDataset | None) -> AugConfig:
     return AugConfig(**kwargs)
 
 
+DECODE_MODES = ("workers", "device")
+
+
 def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.device,
-                 seed: int, data_root: str | None = None) -> BatchSource:
-    """Open the trial's dataset: a registered in-memory name, or an ImageFolder path."""
+                 seed: int, data_root: str | None = None, decode: str = "workers",
+                 loader_workers: int = 8) -> BatchSource:
+    """Open the trial's dataset: a registered in-memory name, or an ImageFolder path.
+
+    ImageFolder images are decoded and augmented either on the host by ``loader_workers``
+    DataLoader workers (``decode="workers"``) or on the training device (``"device"``:
+    GPU JPEG decode and batched augmentation, ``harness.data.decode``).
+    """
+    if decode not in DECODE_MODES:
+        raise unknown("decode mode", decode, DECODE_MODES)
     if dataset in ("fashion_mnist", "synthetic"):
         kw = dict(image_size=scale.image_size, seed=0)
         train = load_in_memory(dataset, "train", data_root, subset=scale.train_subset, **kw)
@@ -121,8 +134,9 @@ def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.devi
         return InMemoryBatches(train, test, aug_config(scale, train), batch_size, device)
     root = data_root if dataset == "imagefolder" else dataset
     if not root:
-        from harness.errors import HarnessError
-
         raise HarnessError(f"scale {scale.name!r} trains on an ImageFolder: pass --data-root "
                            "PATH (a folder with train/<class>/* and val/<class>/*)")
-    return FolderBatches(root, aug_config(scale, None), batch_size, device)
+    if decode == "device":
+        return DeviceDecodeBatches(open_imagefolder(root, "train"), open_imagefolder(root, "val"),
+                                   aug_config(scale, None), batch_size, device, loader_workers)
+    return FolderBatches(root, aug_config(scale, None), batch_size, device, loader_workers)

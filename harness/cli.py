@@ -40,6 +40,15 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
                    help="dataset folder: Fashion-MNIST files, or an ImageFolder (train/ + val/)")
 
 
+def data_loading_args(p: argparse.ArgumentParser) -> None:
+    """How ImageFolder data is decoded (train and run): speed only, never the trial's hash."""
+    p.add_argument("--decode", choices=("workers", "device"), default="workers",
+                   help="ImageFolder decoding: 'workers' = host DataLoader workers with transforms.v2 "
+                   "(default); 'device' = batched JPEG decode and augmentation on the GPU")
+    p.add_argument("--loader-workers", type=int, default=8, metavar="N",
+                   help="DataLoader worker processes per trial for ImageFolder data (default 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="harness", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # torch.compile's caches outlive /tmp cleaning and are shared by every trial of a run
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.abspath(os.path.join("results", "cache", "inductor")))
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

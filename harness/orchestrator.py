@@ -38,6 +38,8 @@ class RunOptions:
     max_failures: int = 2
     workers_per_trial: int = 1  # > 1: each trial is a Ray Train TorchTrainer with N DDP workers
     data_root: str | None = None
+    decode: str = "workers"  # ImageFolder decoding: "workers" | "device" (TrainOptions.decode)
+    loader_workers: int = 8
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)  # tests: num_gpus, num_cpus
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
@@ -77,7 +79,8 @@ def _trial_body(config: dict[str, Any], report: Callable[[dict[str, Any]], None]
 
         opts = TrainOptions(data_root=config["data_root"], checkpoint_dir=config["checkpoint_dir"],
                             teacher_ckpt=config["teacher_ckpt"], backbone_ckpt=config["backbone_ckpt"],
-                            threads=config["threads"], log=log)
+                            threads=config["threads"], decode=config.get("decode", "workers"),
+                            loader_workers=config.get("loader_workers", 8), log=log)
         log(f"== {spec.describe()} pid={os.getpid()} {provenance.utc_now()}")
         result = run_trial(spec, opts, on_epoch=lambda row: report({**row, "final": False}))
     report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
@@ -235,6 +238,7 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
                         "checkpoint_dir": str(rdir / "checkpoints" / spec.hash),
                         "log_path": str(rdir / "logs" / f"{spec.hash}.log"),
                         "teacher_ckpt": teacher, "backbone_ckpt": backbone, "data_root": opts.data_root,
+                        "decode": opts.decode, "loader_workers": opts.loader_workers,
                         "threads": max(1, int(opts.cpus_per_trial / opts.workers_per_trial)),
                         "cpus": opts.cpus_per_trial,
                         "workers": opts.workers_per_trial, "ray_dir": str(rdir / "ray")})

@@ -22,6 +22,9 @@ SMOOTHING_FORMS = ("paper", "uniform")  # eps/(K-1) as Eq. in Sec 5.2 | eps/K (G
 DISTILL_FORMS = ("paper", "gluoncv")  # sum of both terms | 0.5/0.5 weighting (GluonCV)
 OPTIMIZERS = ("nag", "sgd")
 INITS = ("xavier_uniform", "kaiming_normal")
+# torch.compile modes; "reduce-overhead" captures CUDA graphs (static shapes: the trainer drops
+# the last partial training batch)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Recipe:
     init: str = "xavier_uniform"  # Sec 2.1
     channels_last: bool = True  # memory format only; no effect on the maths
     compile: bool = False  # torch.compile the model
+    compile_mode: str = "default"  # one of COMPILE_MODES; "reduce-overhead" = CUDA graphs
 
     # ---- derived values -------------------------------------------------------------
     @property
@@ -96,7 +100,7 @@ class Recipe:
         for name, choices in (("lr_schedule", SCHEDULES), ("precision", PRECISIONS),
                               ("label_smoothing_form", SMOOTHING_FORMS),
                               ("distill_form", DISTILL_FORMS), ("optimizer", OPTIMIZERS),
-                              ("init", INITS)):
+                              ("init", INITS), ("compile_mode", COMPILE_MODES)):
             if getattr(self, name) not in choices:
                 raise unknown(name, getattr(self, name), choices)
         return self

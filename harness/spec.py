@@ -14,7 +14,7 @@ from harness.recipe import Recipe, stable_hash
 from harness.scales import Scale, get_scale
 
 # Recipe fields that change speed only, not results: kept out of the trial hash.
-EXECUTION_FIELDS = ("channels_last", "compile")
+EXECUTION_FIELDS = ("channels_last", "compile", "compile_mode")
 
 
 @dataclass(frozen=True)

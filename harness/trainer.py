@@ -44,6 +44,8 @@ class TrainOptions:
 
     device: str | None = None  # None: cuda when present, else cpu
     data_root: str | None = None
+    decode: str = "workers"  # ImageFolder: "workers" (host, transforms.v2) | "device" (GPU decode)
+    loader_workers: int = 8  # DataLoader workers for ImageFolder data
     checkpoint_dir: str | None = None  # ckpt.pt here; an existing one is resumed
     teacher_ckpt: str | None = None  # Sec 5.3: the teacher trial's final checkpoint
     backbone_ckpt: str | None = None  # Sec 6: the classification trial a transfer trial fine-tunes
@@ -156,7 +158,8 @@ class StepContext:
     precision: str
     device: torch.device
     num_classes: int
-    generator: torch.Generator
+    generator: torch.Generator  # on the device: batches, augmentation
+    host_generator: torch.Generator  # on the CPU: mixup's lambda/permutation without a GPU sync
     teacher: torch.nn.Module | None = None
 
 
@@ -166,7 +169,7 @@ def compute_loss(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     soft = r.label_smoothing > 0 or r.mixup or r.distill
     targets = smooth_targets(y, ctx.num_classes, r.label_smoothing, r.label_smoothing_form) if soft else None
     if r.mixup:
-        x, targets, _ = mixup_batch(x, targets, r.mixup_alpha, ctx.generator)
+        x, targets, _ = mixup_batch(x, targets, r.mixup_alpha, ctx.host_generator)
     with autocast(ctx.precision, ctx.device.type):
         logits = ctx.model(x)
         teacher_logits = None
@@ -225,8 +228,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
         model = inner
 
 
-def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
+def _rng_state(ctx: StepContext) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state(), "data": ctx.generator.get_state()}
+    if ctx.host_generator is not ctx.generator:
+        state["host"] = ctx.host_generator.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -236,7 +241,7 @@ def _save(path: Path, ctx: StepContext, epoch: int, spec: TrialSpec, meta: dict,
           history: list[dict]) -> None:
     save_atomic({"model": unwrap(ctx.model).state_dict(), "optimizer": ctx.optimizer.state_dict(),
                  "scaler": ctx.scaler.state_dict(), "epoch": epoch, "spec_hash": spec.hash,
-                 "rng": _rng_state(ctx.generator), "model_meta": meta, "history": history}, path)
+                 "rng": _rng_state(ctx), "model_meta": meta, "history": history}, path)
 
 
 def _resume(path: Path, ctx: StepContext, spec: TrialSpec) -> tuple[int, list[dict]]:
@@ -254,6 +259,8 @@ def _resume(path: Path, ctx: StepContext, spec: TrialSpec) -> tuple[int, list[di
     ctx.scaler.load_state_dict(ckpt["scaler"])
     torch.set_rng_state(ckpt["rng"]["torch"].cpu())
     ctx.generator.set_state(ckpt["rng"]["data"].cpu())
+    if "host" in ckpt["rng"] and ctx.host_generator is not ctx.generator:
+        ctx.host_generator.set_state(ckpt["rng"]["host"].cpu())
     if "cuda" in ckpt["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu())
     return int(ckpt["epoch"]), list(ckpt["history"])
@@ -302,7 +309,7 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
         torch.set_num_threads(threads)
     seed_everything(spec.seed)
     batches = make_batches(spec.dataset, scale, scale.batch_size(spec.recipe), device,
-                           spec.seed, opts.data_root)
+                           spec.seed, opts.data_root, opts.decode, opts.loader_workers)
     model, meta = build_model(spec, batches.num_classes, batches.in_chans, device)
     precision = resolve_precision(spec.recipe.precision, device.type)
     rank, world_size = world()
@@ -310,13 +317,15 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
         batches = ShardedBatches(batches, rank, world_size)
         model = data_parallel(model, device)
     if spec.recipe.compile:
-        model = torch.compile(model)
+        model = torch.compile(model, mode=spec.recipe.compile_mode)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
+    # on a CPU one generator serves both (results unchanged); on a GPU a host one for mixup
+    host_gen = gen if device.type == "cpu" else torch.Generator().manual_seed(spec.seed + 1)
     ctx = StepContext(model=model, optimizer=build_optimizer(model, spec.recipe, device),
                       scaler=make_scaler(precision, device.type),
                       schedule=make_schedule(spec.recipe, scale, batches.iters_per_epoch),
                       recipe=spec.recipe, precision=precision, device=device,
-                      num_classes=batches.num_classes, generator=gen,
+                      num_classes=batches.num_classes, generator=gen, host_generator=host_gen,
                       teacher=load_teacher(opts.teacher_ckpt, device) if spec.recipe.distill else None)
     ckpt_path = Path(opts.checkpoint_dir) / "ckpt.pt" if opts.checkpoint_dir else None
     start_epoch, history = _resume(ckpt_path, ctx, spec) if ckpt_path else (0, [])

@@ -76,7 +76,14 @@ def test_table6_rows_follow_the_paper():
     t1, t2 = r["+ distill w/o mixup"].teacher, r["+ distill w/ mixup"].teacher
     assert t1.model == t2.model == "resnet152_d" and t1.recipe.label_smoothing == 0.1
     assert t2.recipe.mixup and not t1.recipe.mixup
-    assert len(plan.teachers) == 2 and plan.stages()[0] == plan.teachers
+    assert len(plan.teachers) == 2
+    # stages by dependency depth: teachers first in stage 1 beside every trial needing no
+    # teacher; the distilled students after their teachers; nothing lost or repeated
+    first, second = plan.stages()
+    assert first[:2] == plan.teachers and not any(t.recipe.distill for t in first)
+    assert second and all(t.recipe.distill and t.teacher in first for t in second)
+    cells = [t for ts in plan.trials.values() for t in ts]
+    assert sorted(t.hash for t in first + second) == sorted({t.hash for t in cells + plan.teachers})
 
 
 def test_tables_share_trials_by_hash():
@@ -111,7 +118,13 @@ def test_unknown_key_and_wrong_type_are_refused():
 def test_spec_hash_is_stable_and_ignores_labels_and_speed_knobs():
     """Equal trials hash equally whatever their table labels or channels_last/compile settings."""
     a = TrialSpec("resnet50_d", named_recipe("cosine"), "local", 0, table="x", row="y")
-    b = TrialSpec("resnet50_d", named_recipe("cosine").replace(channels_last=False, compile=True), "local", 0)
+    b = TrialSpec("resnet50_d", named_recipe("cosine").replace(channels_last=False, compile=True,
+                                                                  compile_mode="reduce-overhead"), "local", 0)
     c = TrialSpec("resnet50_d", named_recipe("cosine"), "local", 1)
     assert a.hash == b.hash != c.hash
     assert len({TrialSpec("resnet50", r, "smoke", 0).hash for r in NAMED_RECIPES.values()}) == len(NAMED_RECIPES)
+
+
+def test_compile_mode_is_validated_with_its_choices():
+    with pytest.raises(HarnessError, match="compile_mode 'graphs'.*reduce-overhead"):
+        Recipe(compile_mode="graphs").validate()

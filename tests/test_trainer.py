@@ -38,7 +38,7 @@ def test_plain_loss_is_cross_entropy_and_smoothing_changes_it():
     gen = torch.Generator().manual_seed(0)
 
     def ctx(recipe):
-        return StepContext(model, None, None, None, recipe, "fp32", torch.device("cpu"), 10, gen)
+        return StepContext(model, None, None, None, recipe, "fp32", torch.device("cpu"), 10, gen, gen)
 
     plain = compute_loss(ctx(named_recipe("baseline")), x, y)
     assert plain.item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)

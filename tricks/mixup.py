@@ -46,7 +46,8 @@ def mix(x: Tensor, target_probs: Tensor, lam: float, perm: Tensor) -> tuple[Tens
     """
     if x.shape[0] != target_probs.shape[0] or perm.shape[0] != x.shape[0]:
         raise ValueError("x, target_probs and perm must share the batch dimension")
-    perm = perm.to(x.device)
+    if perm.device != x.device:  # pinned + non_blocking: no wait for queued GPU work
+        perm = perm.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else perm.to(x.device)
     x_mixed = lam * x + (1.0 - lam) * x[perm]
     perm_t = perm.to(target_probs.device)
     y_mixed = lam * target_probs + (1.0 - lam) * target_probs[perm_t]

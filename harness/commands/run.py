@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--model", default=None, help="grid: the model")
     p.add_argument("--tricks", default=None, help="grid: comma-separated tricks")
     p.add_argument("--design", default="factorial", help="grid: factorial | loo | stack")
+    from harness.cli import data_loading_args
+
+    data_loading_args(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -72,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers, gpus = _workers(args)
     opts = RunOptions(store=args.store, address=args.address, max_concurrent=args.max_concurrent,
                       cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, workers_per_trial=workers,
-                      max_failures=args.max_failures, data_root=args.data_root)
+                      max_failures=args.max_failures, data_root=args.data_root,
+                      decode=args.decode, loader_workers=args.loader_workers)
     summary = run_plan(plan, opts, argv=sys.argv)
     report = None
     if not args.no_report:

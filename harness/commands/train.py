@@ -21,7 +21,13 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint for distill=true (Sec 5.3)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the scale's default)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile-mode", default=None, metavar="MODE",
+                   help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs), "
+                   "max-autotune, max-autotune-no-cudagraphs")
     common(p)
+    from harness.cli import data_loading_args
+
+    data_loading_args(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -48,13 +54,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model not in MODEL_NAMES:
         raise unknown("model", args.model, MODEL_NAMES)
     sets = parse_sets(args.sets)
-    if args.compile:
+    if args.compile or args.compile_mode:
         sets["compile"] = "true"
+    if args.compile_mode:
+        sets["compile_mode"] = args.compile_mode
     recipe = named_recipe(args.recipe).replace(**sets).validate()
     spec = TrialSpec(model=args.model, recipe=recipe, scale=scale.name, seed=args.seed, data=args.data)
     opts = TrainOptions(device=args.device, data_root=args.data_root,
                         checkpoint_dir=args.checkpoint_dir, teacher_ckpt=args.teacher,
-                        threads=args.threads)
+                        threads=args.threads, decode=args.decode, loader_workers=args.loader_workers)
     result = run_trial(spec, opts)
     emit_json({**result.to_json(), "spec_hash": spec.hash, "model": spec.model,
                "scale": scale.name, "recipe": args.recipe, "tricks": recipe.tricks()})

@@ -248,12 +248,17 @@ def batch_augment(x: torch.Tensor, cfg: AugConfig, generator: torch.Generator | 
     """
     _check_batch(x)
     bsz, ch, height, width = x.shape
-    dev = x.device
     if bsz == 0:
-        return torch.empty(0, ch, cfg.out_size, cfg.out_size, device=dev)
+        return torch.empty(0, ch, cfg.out_size, cfg.out_size, device=x.device)
     boxes = sample_crop_boxes(bsz, height, width, cfg, generator)
-    out = resized_crops(x, boxes, cfg.out_size)  # float32, 0-255
+    return photometric(resized_crops(x, boxes, cfg.out_size), cfg, generator)
 
+
+def photometric(out: torch.Tensor, cfg: AugConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Steps 2-5 of Sec 2.1 on already cropped float32 0-255 images [B, C, out, out]: flip,
+    colour jitter, PCA lighting, normalisation. Shared by the in-memory and the decode paths."""
+    bsz, ch = out.shape[:2]
+    dev = out.device
     flip = (_rand((bsz,), generator) < cfg.flip_p).to(dev)
     if cfg.flip_p > 0:
         out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)

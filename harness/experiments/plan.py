@@ -54,10 +54,27 @@ class Plan:
     backbones: list[TrialSpec] = field(default_factory=list)  # transfer tables (Sec 6)
 
     def stages(self) -> list[list[TrialSpec]]:
-        """Teachers first (Sec 5.3 needs them trained), then backbones (transfer tables),
-        then every cell's trials."""
+        """Trials grouped by dependency depth: a stage holds every trial whose teacher
+        (Sec 5.3) and backbone (Sec 6) lie in earlier stages, so trials that need nothing
+        train beside the teachers instead of waiting for them. Within a stage, trials that
+        others depend on (teachers, then backbones) come first; then the cells in order."""
         cells = [t for ts in self.trials.values() for t in ts]
-        return [s for s in (self.teachers, self.backbones, cells) if s]
+        ordered = list(dict.fromkeys([*self.teachers, *self.backbones, *cells]))
+        depth: dict[str, int] = {}
+
+        def depth_of(t: TrialSpec) -> int:
+            if t.hash not in depth:
+                deps = [d for d in (t.teacher, t.backbone) if d is not None]
+                depth[t.hash] = 1 + max(map(depth_of, deps)) if deps else 0
+            return depth[t.hash]
+
+        stages: list[list[TrialSpec]] = [[] for _ in range(1 + max(map(depth_of, ordered), default=-1))]
+        seen: set[str] = set()
+        for t in ordered:
+            if t.hash not in seen:
+                seen.add(t.hash)
+                stages[depth_of(t)].append(t)
+        return [s for s in stages if s]
 
     def all_trials(self) -> list[TrialSpec]:
         return [t for stage in self.stages() for t in stage]
