@@ -40,7 +40,9 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
         d = F.deltas_figure(report_data, deltas, fig_dir / f"{exp.name}-deltas.png")
         if d is not None:
             figs.append(d)
-    return folder / f"{exp.name}.md", render(report_data, deltas, figs, "figures")
+    task = {m: report_data.deltas(m) for m in exp.metrics
+            if exp.stacked and exp.kind != "classification" and m not in ("top1", "top5")}
+    return folder / f"{exp.name}.md", render(report_data, deltas, figs, "figures", task)
 
 
 def write_report(exp: Experiment, scale: Scale, store_path: str | Path,

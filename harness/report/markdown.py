@@ -131,7 +131,10 @@ def design_markdown(data: ReportData) -> str | None:
         return f"## Design analysis\n\nThe {data.exp.design} analysis failed: {' '.join(str(exc).split())}\n"
 
 
-def render(data: ReportData, deltas: list[Delta], figures: list[Figure], fig_rel: str) -> str:
+def render(data: ReportData, deltas: list[Delta], figures: list[Figure], fig_rel: str,
+           task_deltas: dict[str, list[Delta]] | None = None) -> str:
+    """The report's markdown. ``deltas``: top-1 deltas (verdicts in the summary);
+    ``task_deltas``: transfer tables' own metric (mAP, mIoU, ...) deltas, one section each."""
     exp, scale = data.exp, data.scale
     lines = [f"<!-- {SUMMARY_TAG} {json.dumps(summary(data, deltas), sort_keys=True)} -->",
              f"# {exp.title}", "",
@@ -168,6 +171,14 @@ def render(data: ReportData, deltas: list[Delta], figures: list[Figure], fig_rel
                   "opposite sign; `not run` = a side is missing.", "",
                   "Verdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ".", "",
                   delta_table(deltas), ""]
+    for metric, tdeltas in (task_deltas or {}).items():
+        if tdeltas:
+            name = METRIC_NAMES.get(metric, metric).replace(" (%)", "")
+            lines += [f"## Each trick vs the row it adds to ({name}, the transfer task)", "",
+                      "The same paired deltas and verdicts for the downstream metric (Sec 6): does a "
+                      "backbone trick carry over to the task?", "",
+                      "Verdicts: " + ", ".join(f"{k}: {v}" for k, v in verdict_counts(tdeltas).items()) + ".", "",
+                      delta_table(tdeltas, name), ""]
     design = design_markdown(data)
     if design:
         lines += [design.rstrip(), ""]

@@ -332,12 +332,12 @@ def metric_table(data: ReportData, metric: str) -> str:
     return md_table(headers, rows)
 
 
-def delta_table(deltas: list[Delta]) -> str:
+def delta_table(deltas: list[Delta], label: str = "top-1") -> str:
     rows = [[d.row, d.parent, d.column, fmt_delta(d.mean, d.half_width, d.n),
              "—" if d.paper is None else f"{d.paper:+.2f}",
              d.verdict if d.paper is not None or d.n == 0 else "no paper number"]
             for d in deltas]
-    return md_table(["row", "vs", "column", "Δ top-1 (ours)", "Δ top-1 (paper)", "verdict"], rows)
+    return md_table(["row", "vs", "column", f"Δ {label} (ours)", f"Δ {label} (paper)", "verdict"], rows)
 
 
 def speed_columns(exp: Experiment) -> tuple[int, int] | None:
