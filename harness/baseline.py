@@ -70,12 +70,22 @@ def _num(value: Any) -> float | None:
     return None if f != f else f
 
 
+# The metric the gate watches per experiment kind: top-1 for classification, the task's own
+# metric for the transfer tables (Sec 6: mAP for Table 8, mIoU for Table 9).
+GATE_METRIC = {"classification": "top1", "detection": "map", "segmentation": "miou"}
+
+
+def gate_metric(plan) -> str:
+    return GATE_METRIC.get(plan.experiment.kind, "top1")
+
+
 def collect(plan, store) -> dict[Key, list[dict[str, Any]]]:
     """Per cell of ``plan``, one dict per planned seed from ``store``.
 
-    Each dict has TRIAL_KEYS; a trial the store does not have gets status 'missing'.
-    Teachers are not cells and are not collected.
+    Each dict has TRIAL_KEYS (plus the gate metric of a transfer table, e.g. ``map``); a
+    trial the store does not have gets status 'missing'. Teachers are not cells.
     """
+    metric = gate_metric(plan)
     hashes = [t.hash for ts in plan.trials.values() for t in ts]
     df = store.trials_df(spec_hash=hashes) if hashes else None
     rows = {} if df is None else {r["spec_hash"]: r for r in df.to_dict("records")}
@@ -86,11 +96,15 @@ def collect(plan, store) -> dict[Key, list[dict[str, Any]]]:
             rec = rows.get(spec.hash)
             if rec is None:
                 cell.append({"seed": spec.seed, "spec_hash": spec.hash, "status": "missing",
-                             "top1": None, "top5": None, "img_per_s": None, "device": None})
+                             "top1": None, "top5": None, "img_per_s": None, "device": None}
+                            | ({metric: None} if metric != "top1" else {}))
                 continue
-            cell.append({"seed": int(spec.seed), "spec_hash": spec.hash, "status": rec["status"],
-                         "top1": _num(rec["top1"]), "top5": _num(rec["top5"]),
-                         "img_per_s": _num(rec["train_img_per_s"]), "device": rec["device"]})
+            trial = {"seed": int(spec.seed), "spec_hash": spec.hash, "status": rec["status"],
+                     "top1": _num(rec["top1"]), "top5": _num(rec["top5"]),
+                     "img_per_s": _num(rec["train_img_per_s"]), "device": rec["device"]}
+            if metric != "top1":
+                trial[metric] = _num((rec.get("extra") or {}).get(metric))
+            cell.append(trial)
         out[key] = cell
     return out
 
@@ -151,6 +165,7 @@ def freeze(plan, store) -> dict[str, Any]:
                                        for t in trials if t["status"] != "done"]})
     return {"format": FORMAT_VERSION, "table": plan.experiment.name, "scale": plan.scale.name,
             "scale_fingerprint": plan.scale.fingerprint(), "seeds": list(plan.seeds),
+            "metric": gate_metric(plan),
             "provenance": provenance_info(getattr(store, "path", None), plan.scale.name),
             "cells": out_cells}
 

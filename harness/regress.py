@@ -1,6 +1,6 @@
 """The nightly regression gate: run a table, compare every cell with a frozen baseline.
 
-* Accuracy (top-1): a cell regresses when ``now_mean < base_mean - max(floor, k * pooled_sd)``
+* Accuracy (top-1; a transfer table's own metric, mAP or mIoU): a cell regresses when ``now_mean < base_mean - max(floor, k * pooled_sd)``
   where ``pooled_sd`` pools the per-seed standard deviations of baseline and now (0 when
   it cannot be computed, e.g. one seed on each side). A rise by more than the same margin
   is reported as "improved", never as a failure.
@@ -42,7 +42,7 @@ FAIL_VERDICTS = ("regression", "missing", "failed")
 class Thresholds:
     """How far a cell may fall before the gate fails.
 
-    floor: smallest allowed top-1 drop, in accuracy points.
+    floor: smallest allowed drop of the gated metric (top-1, mAP, mIoU), in points.
     k: allowed drop in pooled per-seed standard deviations (the larger of the two wins).
     speed_frac: allowed fractional drop of training images/s on the same device.
     """
@@ -85,7 +85,7 @@ class CellVerdict:
     base_mean: float | None = None
     now_mean: float | None = None
     delta: float | None = None
-    threshold: float | None = None  # allowed top-1 drop, points
+    threshold: float | None = None  # allowed drop of the metric, points
     pooled_sd: float | None = None
     n_base: int = 0
     n_now: int = 0
@@ -97,6 +97,7 @@ class CellVerdict:
     base_device: str | None = None
     now_device: str | None = None
     note: str = ""
+    metric: str = "top1"  # the gated metric: top1, or a transfer table's map / miou
 
     @property
     def cell(self) -> str:
@@ -110,7 +111,7 @@ class CellVerdict:
         """One phrase saying why the cell fails (empty when it passes)."""
         parts = []
         if self.verdict == "regression":
-            parts.append(f"top1 {self.now_mean:.2f} < baseline {self.base_mean:.2f} - "
+            parts.append(f"{self.metric} {self.now_mean:.2f} < baseline {self.base_mean:.2f} - "
                          f"{self.threshold:.2f}")
         elif self.verdict in ("missing", "failed"):
             parts.append(f"{self.verdict}" + (f" ({self.note})" if self.note else ""))
@@ -169,7 +170,7 @@ def _speed(v: CellVerdict, base_trials: list[dict], base_dev: str | None,
         v.speed_verdict = "pass"
 
 
-def _problem(now_trials: list[dict[str, Any]]) -> tuple[str, str] | None:
+def _problem(now_trials: list[dict[str, Any]], metric: str = "top1") -> tuple[str, str] | None:
     """('failed'|'missing', note) when a cell's trials did not all finish, else None."""
     if not now_trials:
         return "missing", "no trials"
@@ -180,8 +181,8 @@ def _problem(now_trials: list[dict[str, Any]]) -> tuple[str, str] | None:
     if missing:
         return "missing", ", ".join(f"seed {t.get('seed')} {t.get('status', 'missing')}"
                                     for t in missing)
-    if not _values(now_trials, "top1"):
-        return "failed", "done without a top-1 value"
+    if not _values(now_trials, metric):
+        return "failed", f"done without a {metric} value"
     return None
 
 
@@ -193,18 +194,19 @@ def compare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     'failed' | 'diverged' | 'missing'), top1, img_per_s, device.
     """
     base = baseline_cells(baseline)
+    metric = baseline.get("metric", "top1")  # baselines before transfer gating: top-1
     out: list[CellVerdict] = []
     for key in list(base) + [k for k in now if k not in base]:
         row, col = key
         bcell = base.get(key)
         now_trials = now.get(key, [])
         b_trials = [t for t in (bcell or {}).get("trials", []) if t.get("status", "done") == "done"]
-        b_top1 = _values(b_trials, "top1")
-        n_top1 = _values([t for t in now_trials if t.get("status") == "done"], "top1")
+        b_top1 = _values(b_trials, metric)
+        n_top1 = _values([t for t in now_trials if t.get("status") == "done"], metric)
         v = CellVerdict(row=row, column=col, verdict="pass", n_base=len(b_top1), n_now=len(n_top1),
-                        base_mean=_mean(b_top1), now_mean=_mean(n_top1))
+                        base_mean=_mean(b_top1), now_mean=_mean(n_top1), metric=metric)
         out.append(v)
-        problem = _problem(now_trials)
+        problem = _problem(now_trials, metric)
         if bcell is None:
             v.note = "not in the baseline"
         if problem is not None:
@@ -297,7 +299,9 @@ def render_markdown(summary: dict[str, Any], verdicts: list[CellVerdict], th: Th
     if summary["failures"]:
         lines += ["", "**Failing cells:**", ""] + [f"- {f}" for f in summary["failures"]]
     headers = ["cell", "baseline mean", "now mean", "delta", "threshold", "verdict"]
-    lines += ["", "## Top-1 accuracy (%)", "",
+    metric = verdicts[0].metric if verdicts else "top1"
+    title = {"top1": "Top-1 accuracy (%)", "map": "mAP (%)", "miou": "mIoU (%)"}.get(metric, metric)
+    lines += ["", f"## {title}", "",
               tabulate(_acc_rows(verdicts), headers=headers, tablefmt="github", disable_numparse=True),
               "", "## Training speed (images/s)", "",
               tabulate(_speed_rows(verdicts, th), headers=headers, tablefmt="github",

@@ -526,3 +526,41 @@ def test_end_to_end_train_freeze_regress(work, capsys):
     reports = sorted((work / "reports" / "regress").glob("regress_e2e-smoke-*.json"),
                      key=lambda p: p.stat().st_mtime)
     assert [json.loads(p.read_text())["status"] for p in reports] == ["pass", "regression"]
+
+
+def test_transfer_baselines_gate_the_task_metric():
+    """A Table 8/9 baseline names its metric (mAP / mIoU): the gate compares that, not top-1
+    (transfer trials have none), and a cell without the metric fails naming it."""
+    th = Thresholds(floor=1.0, k=0.0, speed_frac=0.25)
+    base = {"metric": "map", "cells": [{"row": "r", "column": "VOC", "seeds": [0, 1], "trials": [
+        {"seed": s, "status": "done", "top1": None, "map": x, "img_per_s": 10.0, "device": "d"}
+        for s, x in enumerate([60.0, 62.0])]}]}
+    now = {("r", "VOC"): [{"seed": s, "status": "done", "top1": None, "map": x, "img_per_s": 10.0,
+                           "device": "d"} for s, x in enumerate([59.0, 61.5])]}
+    v = compare(base, now, th)[0]
+    assert v.metric == "map" and v.base_mean == 61.0 and v.now_mean == 60.25 and v.verdict == "pass"
+    now[("r", "VOC")] = [dict(t, map=t["map"] - 1.0) for t in now[("r", "VOC")]]  # -1.75 < -1
+    v = compare(base, now, th)[0]
+    assert v.verdict == "regression" and v.reason().startswith("map 59.25 < baseline 61.00")
+    now[("r", "VOC")] = [dict(t, map=None) for t in now[("r", "VOC")]]
+    assert compare(base, now, th)[0].note == "done without a map value"
+
+
+def test_freeze_of_a_transfer_table_records_map(tmp_path):
+    from harness.baseline import gate_metric
+
+    plan = make_plan(load_experiment("paper_table8"), get_scale("smoke"), seeds=1)
+    assert gate_metric(plan) == "map"
+    assert gate_metric(make_plan(load_experiment("paper_table9"), get_scale("smoke"), seeds=1)) == "miou"
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        for (row, col), specs in plan.trials.items():
+            for spec in specs:
+                st.put_trial(TrialRecord(spec_hash=spec.hash, run_id="r", table_name=spec.table,
+                                         row_label=row, column_label=col, model=spec.model,
+                                         recipe_json="{}", scale="smoke", seed=spec.seed, data="x",
+                                         status="done", extra={"map": 50.0 + len(row)}))
+        frozen = freeze(plan, st)
+    assert frozen["metric"] == "map"
+    first = frozen["cells"][0]
+    assert first["trials"][0]["map"] == 50.0 + len(first["row"]) and first["trials"][0]["top1"] is None
