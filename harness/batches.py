@@ -14,7 +14,8 @@ import torch
 
 from harness.data import AugConfig, InMemoryDataset, load_in_memory, open_imagefolder
 from harness.data.augment import batch_augment, eval_batch
-from harness.data.decode import DeviceDecodeBatches
+from harness.data.decode import bytes_loader, collate_bytes, decode_batch, eval_images, train_crops
+from harness.data.augment import photometric
 from harness.errors import HarnessError, unknown
 from harness.scales import Scale
 
@@ -103,6 +104,26 @@ class FolderBatches:
             yield self._to(batch)
 
 
+class DeviceDecodeBatches(FolderBatches):
+    """ImageFolder decoded and augmented on ``device`` (``harness.data.decode``): workers
+    only read file bytes; one batched ``decode_jpeg`` per batch; Sec 2.1 augmentation there."""
+
+    def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+        loader = bytes_loader(self.train, self.batch_size, True, self.workers, seed)
+        for i, items in enumerate(loader):
+            if i >= self.iters_per_epoch:
+                break
+            data, y = collate_bytes(items)
+            crops = train_crops(decode_batch(data, self.device), self.aug, generator)
+            yield photometric(crops, self.aug, generator), y.to(self.device, non_blocking=True)
+
+    def eval_batches(self) -> Iterator[Batch]:
+        for items in bytes_loader(self.val, self.batch_size, False, self.workers, 0):
+            data, y = collate_bytes(items)
+            yield eval_images(decode_batch(data, self.device), self.aug), y.to(self.device, non_blocking=True)
+
+
 def aug_config(scale: Scale, data: InMemoryDataset | None) -> AugConfig:
     """The scale's augmentation: the paper's Sec 2.1 pipeline with the scale's deviations."""
     kwargs = dict(out_size=scale.image_size, area=(scale.min_crop_area, 1.0),
@@ -136,7 +157,5 @@ def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.devi
     if not root:
         raise HarnessError(f"scale {scale.name!r} trains on an ImageFolder: pass --data-root "
                            "PATH (a folder with train/<class>/* and val/<class>/*)")
-    if decode == "device":
-        return DeviceDecodeBatches(open_imagefolder(root, "train"), open_imagefolder(root, "val"),
-                                   aug_config(scale, None), batch_size, device, loader_workers)
-    return FolderBatches(root, aug_config(scale, None), batch_size, device, loader_workers)
+    source = DeviceDecodeBatches if decode == "device" else FolderBatches
+    return source(root, aug_config(scale, None), batch_size, device, loader_workers)

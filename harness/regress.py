@@ -28,6 +28,7 @@ from typing import Any, Callable
 from harness.baseline import (Key, baseline_cells, baseline_path, cell_device, check_name, collect,
                               freeze, load_baseline, save_command, write_json_atomic)
 from harness.errors import HarnessError
+from harness.report.tables import METRIC_NAMES
 
 __all__ = ["Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "compare", "pooled_sd",
            "offset_seeds", "load_baseline", "freeze", "collect", "regress", "RegressResult",
@@ -201,10 +202,10 @@ def compare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
         bcell = base.get(key)
         now_trials = now.get(key, [])
         b_trials = [t for t in (bcell or {}).get("trials", []) if t.get("status", "done") == "done"]
-        b_top1 = _values(b_trials, metric)
-        n_top1 = _values([t for t in now_trials if t.get("status") == "done"], metric)
-        v = CellVerdict(row=row, column=col, verdict="pass", n_base=len(b_top1), n_now=len(n_top1),
-                        base_mean=_mean(b_top1), now_mean=_mean(n_top1), metric=metric)
+        b_vals = _values(b_trials, metric)
+        n_vals = _values([t for t in now_trials if t.get("status") == "done"], metric)
+        v = CellVerdict(row=row, column=col, verdict="pass", n_base=len(b_vals), n_now=len(n_vals),
+                        base_mean=_mean(b_vals), now_mean=_mean(n_vals), metric=metric)
         out.append(v)
         problem = _problem(now_trials, metric)
         if bcell is None:
@@ -215,7 +216,7 @@ def compare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
             continue
         if v.base_mean is not None:
             v.delta = v.now_mean - v.base_mean
-            v.pooled_sd = pooled_sd(b_top1, n_top1)
+            v.pooled_sd = pooled_sd(b_vals, n_vals)
             v.threshold = max(thresholds.floor, thresholds.k * v.pooled_sd)
             if v.now_mean < v.base_mean - v.threshold:
                 v.verdict = "regression"
@@ -300,7 +301,7 @@ def render_markdown(summary: dict[str, Any], verdicts: list[CellVerdict], th: Th
         lines += ["", "**Failing cells:**", ""] + [f"- {f}" for f in summary["failures"]]
     headers = ["cell", "baseline mean", "now mean", "delta", "threshold", "verdict"]
     metric = verdicts[0].metric if verdicts else "top1"
-    title = {"top1": "Top-1 accuracy (%)", "map": "mAP (%)", "miou": "mIoU (%)"}.get(metric, metric)
+    title = METRIC_NAMES.get(metric, metric)
     lines += ["", f"## {title}", "",
               tabulate(_acc_rows(verdicts), headers=headers, tablefmt="github", disable_numparse=True),
               "", "## Training speed (images/s)", "",

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, read_file
 
-from harness.batches import DECODE_MODES, make_batches
-from harness.data import AugConfig, open_imagefolder
+from harness.batches import DECODE_MODES, DeviceDecodeBatches, make_batches
+from harness.data import AugConfig
 from harness.data.augment import normalize
-from harness.data.decode import DeviceDecodeBatches, decode_batch, eval_images
+from harness.data.decode import decode_batch, eval_images
 from harness.data.transforms import eval_transform
 from harness.errors import HarnessError
 from harness.recipe import named_recipe
@@ -53,7 +53,7 @@ def test_full_image_crop_without_photometric_steps_is_normalisation_only(tmp_pat
     root = _tree(tmp_path / "d")
     cfg = AugConfig(out_size=32, eval_resize=32, area=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0,
                     color_jitter=0.0, pca_std=0.0)
-    src = DeviceDecodeBatches(open_imagefolder(root, "train"), open_imagefolder(root, "val"), cfg, 4,
+    src = DeviceDecodeBatches(str(root), cfg, 4,
                               torch.device("cpu"), workers=0)
     x, y = next(src.train_epoch(0, torch.Generator().manual_seed(0)))
     assert x.shape == (4, 3, 32, 32) and y.dtype == torch.int64
@@ -75,7 +75,7 @@ def test_eval_matches_the_transforms_v2_pipeline(tmp_path):
 def test_train_batches_are_seeded_and_augmented(tmp_path):
     root = _tree(tmp_path / "d", size=None)
     cfg = AugConfig(out_size=16, eval_resize=18)
-    src = DeviceDecodeBatches(open_imagefolder(root, "train"), open_imagefolder(root, "val"), cfg, 4,
+    src = DeviceDecodeBatches(str(root), cfg, 4,
                               torch.device("cpu"), workers=1)  # a real worker process: bytes, no fds
     a = [b for b in src.train_epoch(0, torch.Generator().manual_seed(3))]
     b = [b for b in src.train_epoch(0, torch.Generator().manual_seed(3))]

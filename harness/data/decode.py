@@ -1,4 +1,6 @@
-"""ImageFolder batches decoded on the training device (GPU JPEG decode + batched augmentation).
+"""Decoding and augmenting ImageFolder batches on the training device (GPU JPEG decode).
+
+``DeviceDecodeBatches`` (``harness.batches``) is the batch source built from these pieces.
 
 The default folder path (``FolderBatches`` in ``harness.batches``) decodes and augments each
 image on the CPU in DataLoader workers (torchvision transforms.v2). That caps a GPU at what
@@ -20,18 +22,14 @@ On a CPU it works too (decode on the host): tests and the data-path benchmark us
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
-from harness.data.augment import AugConfig, normalize, photometric, resized_crops, sample_crop_boxes
+from harness.data.augment import AugConfig, normalize, resized_crops, sample_crop_boxes
 from harness.data.imagefolder import ImageFolderData
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class FileBytes(Dataset):
@@ -95,39 +93,11 @@ def eval_images(images: list[torch.Tensor], cfg: AugConfig) -> torch.Tensor:
     return normalize(torch.stack(out), cfg)
 
 
-@dataclass
-class DeviceDecodeBatches:
-    """A ``BatchSource`` over ImageFolder splits that decodes and augments on ``device``."""
-
-    train: ImageFolderData
-    val: ImageFolderData
-    aug: AugConfig
-    batch_size: int
-    device: torch.device
-    workers: int = 4  # DataLoader workers that only read bytes
-
-    def __post_init__(self) -> None:
-        self.num_classes = self.train.num_classes
-        self.in_chans = 3
-        self.fingerprint = f"{self.train.fingerprint}/{self.val.fingerprint}"
-        self.iters_per_epoch = len(self.train.dataset) // self.batch_size
-
-    def _loader(self, split: ImageFolderData, train: bool, seed: int) -> DataLoader:
-        return DataLoader(FileBytes(split.dataset.samples), batch_size=self.batch_size, shuffle=train,
-                          drop_last=train, num_workers=self.workers, collate_fn=_keep,
-                          generator=torch.Generator().manual_seed(seed),
-                          persistent_workers=False, prefetch_factor=4 if self.workers else None)
-
-    def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
-        for i, items in enumerate(self._loader(self.train, True, seed)):
-            if i >= self.iters_per_epoch:
-                break
-            data, y = collate_bytes(items)
-            crops = train_crops(decode_batch(data, self.device), self.aug, generator)
-            yield photometric(crops, self.aug, generator), y.to(self.device, non_blocking=True)
-
-    def eval_batches(self) -> Iterator[Batch]:
-        for items in self._loader(self.val, False, 0):
-            data, y = collate_bytes(items)
-            yield eval_images(decode_batch(data, self.device), self.aug), y.to(self.device, non_blocking=True)
+def bytes_loader(split: ImageFolderData, batch_size: int, train: bool, workers: int,
+                 seed: int) -> DataLoader:
+    """Batches of ``(bytes, label)`` pairs read by ``workers`` processes (shuffled when ``train``,
+    last partial batch dropped); :func:`collate_bytes` turns one into tensors."""
+    return DataLoader(FileBytes(split.dataset.samples), batch_size=batch_size, shuffle=train,
+                      drop_last=train, num_workers=workers, collate_fn=_keep,
+                      generator=torch.Generator().manual_seed(seed),
+                      prefetch_factor=4 if workers else None)
