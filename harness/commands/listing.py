@@ -45,6 +45,7 @@ def _scales() -> list[dict]:
 
     return [{"name": s.name, "dataset": s.dataset, "image_size": s.image_size, "seeds": s.seeds,
              "epoch_factor": s.epoch_factor, "batch_factor": s.batch_factor,
+             "lr_factor": s.lr_factor,
              "deviations": list(s.deviations)} for s in SCALES.values()]
 
 

@@ -143,7 +143,8 @@ def render(data: ReportData, deltas: list[Delta], figures: list[Figure], fig_rel
              + (f"; source `{_rel(exp.source)}`" if exp.source else "") + ".", ""]
     lines += ["## Scale and deviations from the paper", "",
               f"Scale `{scale.name}`: dataset {scale.dataset}, {scale.image_size}px training crops, "
-              f"batch x{_factor(scale.batch_factor)}, epochs x{_factor(scale.epoch_factor)} (at least "
+              f"batch x{_factor(scale.batch_factor)}, lr x{_factor(scale.batch_factor * scale.lr_factor)}, "
+              f"epochs x{_factor(scale.epoch_factor)} (at least "
               f"{scale.min_epochs}).", ""]
     lines += [f"- {d}" for d in scale.deviations] or ["- none: this is the paper's setting"]
     lines += [f"- note: {n}" for n in exp.notes]
