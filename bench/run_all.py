@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--skip-accuracy", action="store_true", help="skip the ~2-minute accuracy trial")
     a = ap.parse_args()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-    lines = [f"# Benchmark results\n", f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
+    lines = ["# Benchmark results\n", f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
              f"- device: {device}", f"- torch {torch.__version__}, torchvision {torchvision.__version__}, python {platform.python_version()}\n"]
     if torch.cuda.is_available():
         rows = _run(["bench/step_bench.py", "--steps", str(a.gpu_steps)])

@@ -173,6 +173,17 @@ KILL_AFTER_EPOCH = 2  # the 3-epoch trial is SIGKILLed right after its epoch-2 c
 DISARMED = "disarmed\n"  # kill-marker content before the mixed run arms the hook
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread is fastest and avoids OpenMP contention on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def kill_marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the trainer's kill hook records that it killed a worker. The hook fires only

@@ -29,13 +29,7 @@ HAVE_FMNIST = all((DEBIAN_DIR / n).is_file() for n in ALL_FILES)
 needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason=f"Fashion-MNIST not installed in {DEBIAN_DIR}")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest and avoids OpenMP contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:

@@ -19,14 +19,24 @@ QUIET = TrainOptions(log=lambda m: None)
 
 def test_schedule_maps_paper_epochs_proportionally():
     """Local scale, 'efficient': 3 epochs; 5 of 120 warmup epochs and milestones 30/60/90 keep their
-    fraction of the iterations; lr = 0.4 x batch_factor (linear scaling on the miniature batch)."""
+    fraction of the iterations; lr = 0.4 x batch_factor (linear scaling on the miniature batch)
+    x the scale's lr_factor (2 at local, the same for every row)."""
     r = named_recipe("efficient")
     s = make_schedule(r, LOCAL, iters_per_epoch=100)
     assert s.total_iters == 300 and s.warmup_iters == round(5 * 300 / 120)
     assert s.milestones == (75, 150, 225)
-    assert s.base_lr == pytest.approx(0.4 / 8)
-    assert s(0) == pytest.approx(0.05 / s.warmup_iters)  # Sec 3.1: i * eta / m at i = 1
-    assert s(80) == pytest.approx(0.005) and s(299) == pytest.approx(0.00005)
+    assert s.base_lr == pytest.approx(0.4 / 8 * 2)
+    assert s(0) == pytest.approx(0.1 / s.warmup_iters)  # Sec 3.1: i * eta / m at i = 1
+    assert s(80) == pytest.approx(0.01) and s(299) == pytest.approx(0.0001)
+
+
+def test_lr_factor_keeps_the_lr_ratio_between_rows():
+    """Tables 3-4 compare lr 0.1 (batch 256) with 0.4 (batch 1024): the scale's factor multiplies
+    both, so their ratio stays the paper's 4 at every scale."""
+    base, eff = named_recipe("baseline"), named_recipe("efficient")
+    for scale in (SMOKE, LOCAL):
+        assert scale.lr(eff) / scale.lr(base) == pytest.approx(4.0)
+    assert LOCAL.lr(base) == pytest.approx(0.1 / 8 * LOCAL.lr_factor)
 
 
 def test_plain_loss_is_cross_entropy_and_smoothing_changes_it():

@@ -143,7 +143,7 @@ def grid_data(model: str | None, tricks: str | list[str] | None, design: str,
         "design": design,
         "rows": rows,
         "columns": [{"label": model, "model": model}],
-        "notes": [f"Tricks are recipe deltas from the Sec 2.1 baseline: "
+        "notes": ["Tricks are recipe deltas from the Sec 2.1 baseline: "
                   + "; ".join(f"{t} = {TRICKS[t]}" for t in names)],
     }
     if design == "stack":

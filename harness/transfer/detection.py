@@ -23,6 +23,7 @@ from torch import nn
 
 from harness.transfer.composed import composed_fashion_mnist
 from harness.transfer.metrics import DetectionMeter
+from harness.transfer.task import FineTuneTask
 
 NUM_CLASSES = 11  # background + 10 Fashion-MNIST classes
 VOC_CLASSES = 21  # background + 20
@@ -116,34 +117,27 @@ class ComposedDetection:
             yield list(self._float(self.test.images[idx])), self._targets(self.test, idx)
 
 
-class DetectionTask:
+class DetectionTask(FineTuneTask):
     """Faster R-CNN fine-tuning: model, batches, loss (sum of the 4 R-CNN losses), mAP."""
 
     def __init__(self, backbone: nn.Module, in_chans: int, mean: list[float], std: list[float],
                  settings: dict[str, Any], scale: str, data_root: str | None,
                  device: torch.device) -> None:
+        norm = dict(mean=_per_channel(mean, in_chans), std=_per_channel(std, in_chans),
+                    fpn_channels=settings["fpn_channels"])
         if settings["dataset"] == "composed":
-            self.data = ComposedDetection(settings, in_chans, data_root, device)
+            data = ComposedDetection(settings, in_chans, data_root, device)
             canvas = settings["canvas"]
-            self.model = build_faster_rcnn(
-                backbone, num_classes=NUM_CLASSES, mean=_per_channel(mean, in_chans),
-                std=_per_channel(std, in_chans), fpn_channels=settings["fpn_channels"],
-                min_size=canvas, max_size=canvas, small=True)
+            model = build_faster_rcnn(backbone, num_classes=NUM_CLASSES, **norm,
+                                      min_size=canvas, max_size=canvas, small=True)
         else:
             from harness.transfer.voc_ade import VOCData
 
-            self.data = VOCData(settings, data_root, device)
-            self.model = build_faster_rcnn(
-                backbone, num_classes=VOC_CLASSES, mean=_per_channel(mean, in_chans),
-                std=_per_channel(std, in_chans), fpn_channels=settings["fpn_channels"],
-                min_size=settings["min_size"], max_size=settings["max_size"], small=False)
-        self.model.to(device)
-        self.batch_size = self.data.batch_size
-        self.iters_per_epoch = self.data.iters_per_epoch
-        self.fingerprint = self.data.fingerprint
-
-    def train_batches(self, epoch: int, gen: torch.Generator) -> Iterator[tuple]:
-        return self.data.train_batches(epoch, gen)
+            data = VOCData(settings, data_root, device)
+            model = build_faster_rcnn(backbone, num_classes=VOC_CLASSES, **norm,
+                                      min_size=settings["min_size"], max_size=settings["max_size"],
+                                      small=False)
+        self._bind(data, model, device)
 
     def loss(self, batch: tuple) -> torch.Tensor:
         images, targets = batch

@@ -23,6 +23,7 @@ from torch import nn
 from harness.transfer.composed import composed_fashion_mnist
 from harness.transfer.detection import stage_channels
 from harness.transfer.metrics import SegmentationMeter
+from harness.transfer.task import FineTuneTask
 
 NUM_CLASSES = 11  # background + 10
 ADE_CLASSES = 150
@@ -102,28 +103,21 @@ class ComposedSegmentation:
                    self.test.masks[s:s + batch].long().to(self.device))
 
 
-class SegmentationTask:
+class SegmentationTask(FineTuneTask):
     """FCN fine-tuning: model, batches, per-pixel cross-entropy, pixel accuracy and mIoU."""
 
     def __init__(self, backbone: nn.Module, in_chans: int, mean: list[float], std: list[float],
                  settings: dict[str, Any], scale: str, data_root: str | None,
                  device: torch.device) -> None:
         if settings["dataset"] == "composed":
-            self.data = ComposedSegmentation(settings, in_chans, mean, std, data_root, device)
+            data = ComposedSegmentation(settings, in_chans, mean, std, data_root, device)
             self.num_classes, self.ignore = NUM_CLASSES, None
         else:
             from harness.transfer.voc_ade import ADEData
 
-            self.data = ADEData(settings, mean, std, data_root, device)
+            data = ADEData(settings, mean, std, data_root, device)
             self.num_classes, self.ignore = ADE_CLASSES, IGNORE
-        self.model = build_fcn(backbone, self.num_classes).to(device)
-        self.device = device
-        self.batch_size = self.data.batch_size
-        self.iters_per_epoch = self.data.iters_per_epoch
-        self.fingerprint = self.data.fingerprint
-
-    def train_batches(self, epoch: int, gen: torch.Generator) -> Iterator[tuple]:
-        return self.data.train_batches(epoch, gen)
+        self._bind(data, build_fcn(backbone, self.num_classes), device)
 
     def loss(self, batch: tuple) -> torch.Tensor:
         x, y = batch
