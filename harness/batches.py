@@ -152,7 +152,10 @@ def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.devi
         kw = dict(image_size=scale.image_size, seed=0)
         train = load_in_memory(dataset, "train", data_root, subset=scale.train_subset, **kw)
         test = load_in_memory(dataset, "test", data_root, subset=scale.test_subset, **kw)
-        return InMemoryBatches(train, test, aug_config(scale, train), batch_size, device)
+        # on a CPU, eval batches of 256 stay in cache: 25-35% faster than 1024 for the local
+        # miniatures on one core; GPUs want large batches
+        eval_batch = 256 if device.type == "cpu" else 1024
+        return InMemoryBatches(train, test, aug_config(scale, train), batch_size, device, eval_batch)
     root = data_root if dataset == "imagefolder" else dataset
     if not root:
         raise HarnessError(f"scale {scale.name!r} trains on an ImageFolder: pass --data-root "

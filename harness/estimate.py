@@ -39,6 +39,14 @@ def trial_seconds(plan: Plan, model: str, epochs: int, macs: dict[str, float], t
     return epochs * n * 3 * macs[model] / rate
 
 
+def longest_first(plan: Plan, stage: list, macs: dict[str, int | None]) -> list:
+    """The stage's trials by estimated compute, longest first (LPT scheduling): with K
+    trials at a time the stage then ends with short trials, not one long one running alone
+    while the other slots idle before the next stage can start. Stable for equal estimates."""
+    flat = {k: float(v or 0) for k, v in macs.items()}
+    return sorted(stage, key=lambda t: -trial_seconds(plan, t.model, trial_epochs(plan, t), flat, t.task))
+
+
 def print_plan(plan: Plan, store_path: str) -> None:
     stored: set[str] = set()
     if Path(store_path).exists():

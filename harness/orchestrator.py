@@ -22,7 +22,7 @@ from ray.tune import Callback
 from harness import provenance
 from harness.errors import HarnessError
 from harness.experiments import Plan
-from harness.estimate import model_macs
+from harness.estimate import longest_first, model_macs
 from harness.records import failed_record, trial_record
 from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
 from harness.store import Store
@@ -224,7 +224,7 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
 
     rdir = results_dir(opts.store)
     configs, specs = [], {}
-    for spec in stage:
+    for spec in longest_first(plan, stage, macs):
         started = provenance.utc_now()
         try:
             teacher = _dependency_ckpt(store, spec.teacher, "teacher")

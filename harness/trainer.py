@@ -26,6 +26,7 @@ from harness.batches import BatchSource, make_batches
 from harness.checkpoint import load_checkpoint, save_atomic
 from harness.distributed import ShardedBatches, data_parallel, world
 from harness.models import create_model
+from harness.models.small_maps import use_small_map_convs
 from harness.recipe import Recipe
 from harness.scales import Scale
 from harness.spec import TrialSpec
@@ -40,7 +41,8 @@ from tricks.zero_gamma import apply_zero_gamma
 
 @dataclass
 class TrainOptions:
-    """How (not what) to train: device, paths, threads. Never changes the numbers on CPU."""
+    """How (not what) to train: device, paths, threads, kernels. Changes no maths (the CPU
+    small-map convs change float rounding only)."""
 
     device: str | None = None  # None: cuda when present, else cpu
     data_root: str | None = None
@@ -52,6 +54,7 @@ class TrainOptions:
     threads: int = 0  # torch CPU threads; 0 = the scale's setting or torch's default
     log_every: int = 100  # iterations between progress lines and divergence checks
     stop_after: int | None = None  # end after this many epochs (interruption tests, debugging)
+    small_map_convs: bool = True  # CPU: convs on <=2x2 maps as matmuls (models/small_maps.py)
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
 
@@ -109,14 +112,17 @@ def make_schedule(recipe: Recipe, scale: Scale, iters_per_epoch: int) -> LRSched
                       gamma=recipe.step_gamma)
 
 
-def build_model(spec: TrialSpec, num_classes: int, in_chans: int,
-                device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The model with the paper's init (Sec 2.1) and zero-gamma when asked (Sec 3.1)."""
+def build_model(spec: TrialSpec, num_classes: int, in_chans: int, device: torch.device,
+                small_map_convs: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model with the paper's init (Sec 2.1) and zero-gamma when asked (Sec 3.1); on a
+    CPU, convs on <=2x2 maps take the dense-map fast path unless ``small_map_convs`` is off."""
     kwargs = dict(spec.scale_obj.model_kwargs_for(spec.model), num_classes=num_classes,
                   in_chans=in_chans, init=spec.recipe.init)
     model = create_model(spec.model, **kwargs)
     if spec.recipe.zero_gamma:
         apply_zero_gamma(model)
+    if small_map_convs and device.type == "cpu":
+        use_small_map_convs(model)
     fmt = torch.channels_last if spec.recipe.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=fmt)
     meta = {"name": spec.model, "kwargs": {k: list(v) if isinstance(v, tuple) else v
@@ -133,13 +139,15 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe,
                            nesterov=recipe.optimizer == "nag", **fused)
 
 
-def load_teacher(path: str, device: torch.device) -> torch.nn.Module:
+def load_teacher(path: str, device: torch.device, small_map_convs: bool = True) -> torch.nn.Module:
     """Rebuild a teacher from its checkpoint (weights_only) in eval mode, without grads."""
     ckpt = load_checkpoint(path, map_location=device)
     meta = ckpt["model_meta"]
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["kwargs"].items()}
     teacher = create_model(meta["name"], **kwargs)
     teacher.load_state_dict(ckpt["model"])
+    if small_map_convs and device.type == "cpu":
+        use_small_map_convs(teacher)
     teacher = teacher.to(device=device, memory_format=torch.channels_last).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -310,7 +318,8 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
     seed_everything(spec.seed)
     batches = make_batches(spec.dataset, scale, scale.batch_size(spec.recipe), device,
                            spec.seed, opts.data_root, opts.decode, opts.loader_workers)
-    model, meta = build_model(spec, batches.num_classes, batches.in_chans, device)
+    model, meta = build_model(spec, batches.num_classes, batches.in_chans, device,
+                              opts.small_map_convs)
     precision = resolve_precision(spec.recipe.precision, device.type)
     rank, world_size = world()
     if world_size > 1:
@@ -326,7 +335,7 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
                       schedule=make_schedule(spec.recipe, scale, batches.iters_per_epoch),
                       recipe=spec.recipe, precision=precision, device=device,
                       num_classes=batches.num_classes, generator=gen, host_generator=host_gen,
-                      teacher=load_teacher(opts.teacher_ckpt, device) if spec.recipe.distill else None)
+                      teacher=load_teacher(opts.teacher_ckpt, device, opts.small_map_convs) if spec.recipe.distill else None)
     ckpt_path = Path(opts.checkpoint_dir) / "ckpt.pt" if opts.checkpoint_dir else None
     start_epoch, history = _resume(ckpt_path, ctx, spec) if ckpt_path else (0, [])
     result = TrialResult(status="done", device=provenance.device_name(device), precision=precision,

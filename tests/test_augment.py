@@ -27,7 +27,8 @@ from harness.data import (
     sample_crop_boxes,
     train_transform,
 )
-from harness.data.augment import LUMA, color_matrices
+from harness.data.augment import (LUMA, color_matrices, photometric, resized_crops,
+                                   whole_image_crops)
 
 KS_P = 1e-3  # generous: fixed seeds make these deterministic, the threshold only guards bugs
 N = 3000
@@ -247,6 +248,24 @@ def test_batch_augment_is_deterministic_per_generator_seed():
     cfg = AugConfig(out_size=16)
     a, b, c = (batch_augment(x, cfg, _gen(s)) for s in (1, 1, 2))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("side", [8, 28, 33])
+def test_whole_image_crops_are_the_whole_image_and_skip_the_resize(side):
+    """Area 100% on square images: every sampled box (accepted or fallback) is the whole
+    image, so the shortcut equals the roi_align path exactly and draws the same numbers."""
+    cfg = AugConfig(out_size=side, area=(1.0, 1.0), mean=(72.94,), std=(90.02,))
+    assert whole_image_crops(side, side, cfg)
+    assert not whole_image_crops(side, side + 1, cfg)
+    assert not whole_image_crops(side, side, AugConfig(out_size=side, area=(0.99, 1.0)))
+    i, j, h, w = sample_crop_boxes(20000, side, side, cfg, _gen(4))
+    assert (i == 0).all() and (j == 0).all() and (h == side).all() and (w == side).all()
+    x = torch.randint(0, 256, (16, 1, side, side), dtype=torch.uint8, generator=_gen(0))
+    g1, g2 = _gen(5), _gen(5)
+    fast = batch_augment(x, cfg, g1)
+    slow = photometric(resized_crops(x, sample_crop_boxes(16, side, side, cfg, g2), side), cfg, g2)
+    assert torch.equal(fast, slow)
+    assert torch.equal(g1.get_state(), g2.get_state())
 
 
 def test_batch_augment_rejects_bad_input():

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint for distill=true (Sec 5.3)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the scale's default)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-small-map-convs", dest="small_map_convs", action="store_false",
+                   help="on a CPU, keep torch's kernels for convs on <=2x2 feature maps instead "
+                   "of the dense-map fast path (harness/models/small_maps.py)")
     p.add_argument("--compile-mode", default=None, metavar="MODE",
                    help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs), "
                    "max-autotune, max-autotune-no-cudagraphs")
@@ -62,7 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = TrialSpec(model=args.model, recipe=recipe, scale=scale.name, seed=args.seed, data=args.data)
     opts = TrainOptions(device=args.device, data_root=args.data_root,
                         checkpoint_dir=args.checkpoint_dir, teacher_ckpt=args.teacher,
-                        threads=args.threads, decode=args.decode, loader_workers=args.loader_workers)
+                        threads=args.threads, decode=args.decode, loader_workers=args.loader_workers,
+                        small_map_convs=args.small_map_convs)
     result = run_trial(spec, opts)
     emit_json({**result.to_json(), "spec_hash": spec.hash, "model": spec.model,
                "scale": scale.name, "recipe": args.recipe, "tricks": recipe.tricks()})

@@ -250,8 +250,23 @@ def batch_augment(x: torch.Tensor, cfg: AugConfig, generator: torch.Generator | 
     bsz, ch, height, width = x.shape
     if bsz == 0:
         return torch.empty(0, ch, cfg.out_size, cfg.out_size, device=x.device)
-    boxes = sample_crop_boxes(bsz, height, width, cfg, generator)
+    boxes = sample_crop_boxes(bsz, height, width, cfg, generator)  # drawn either way: same RNG stream
+    if whole_image_crops(height, width, cfg):
+        return photometric(x.to(torch.float32), cfg, generator)
     return photometric(resized_crops(x, boxes, cfg.out_size), cfg, generator)
+
+
+def whole_image_crops(height: int, width: int, cfg: AugConfig) -> bool:
+    """True when every crop box is the whole image and the output keeps its size, so the
+    resize is the identity (the `local` scale: area 100%, square 28 px images).
+
+    Why: with area fraction 1 a try is accepted only if round(sqrt(A*r)) <= W and
+    round(sqrt(A/r)) <= H with sqrt(A*r)*sqrt(A/r) = A = H*W; for a square image both
+    must round to the side, i.e. the box is the whole image; the fallback (central crop,
+    clipped to the ratio range) is the whole image too since ratio 1 is in the range.
+    """
+    return (cfg.area[0] >= 1.0 and height == width == cfg.out_size
+            and cfg.ratio[0] <= 1.0 <= cfg.ratio[1])
 
 
 def photometric(out: torch.Tensor, cfg: AugConfig, generator: torch.Generator | None = None) -> torch.Tensor:
