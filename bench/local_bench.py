@@ -1,16 +1,19 @@
 """The `local` scale on a small CPU: images/s of the harness trainer vs a naive loop.
 
-    python bench/local_bench.py [--images 10240] [--threads 2]
+    python bench/local_bench.py [--images 10240] [--threads 2] [--repeats 3]
 
 Naive loop = what a hand-written script does by default: a Dataset applying per-image
 torchvision transforms (RandomResizedCrop, flip, normalise) in a DataLoader with default
 settings, fp32, contiguous tensors. Both train the same miniature ResNet-50-D on the same
-Fashion-MNIST images with the same batch. (Ray's overhead: bench/table_times.py.)
+Fashion-MNIST images with the same batch. The harness is also run with torch's own kernels
+for convs on <=2x2 maps (``--no-small-map-convs``), to show that path's share. Runs are
+interleaved and repeated; medians are reported. (Ray's overhead: bench/table_times.py.)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -54,13 +57,14 @@ def naive_img_per_s(n: int, batch: int) -> float:
     return seen / (time.perf_counter() - t0)
 
 
-def harness_img_per_s(n: int, threads: int) -> float:
+def harness_img_per_s(n: int, threads: int, small_map_convs: bool = True) -> float:
     import dataclasses
 
     import harness.scales as scales
 
     scales.SCALES["bench"] = dataclasses.replace(LOCAL, name="bench", train_subset=n, epoch_factor=1 / 120)
-    res = run_trial(TrialSpec("resnet50_d", named_recipe("efficient"), "bench", 0), TrainOptions(log=lambda m: None, threads=threads))
+    opts = TrainOptions(log=lambda m: None, threads=threads, small_map_convs=small_map_convs)
+    res = run_trial(TrialSpec("resnet50_d", named_recipe("efficient"), "bench", 0), opts)
     return float(res.img_per_s)
 
 
@@ -68,14 +72,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=10240)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; medians reported")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     batch = LOCAL.batch_size(named_recipe("efficient"))
-    ours = harness_img_per_s(a.images, a.threads)
-    torch.set_num_threads(a.threads)
-    naive = naive_img_per_s(a.images, batch)
-    print(json.dumps({"harness_img_s": round(ours), "naive_img_s": round(naive), "ratio": round(ours / naive, 2),
-                      "threads": a.threads, "images": a.images, "batch": batch}))
+    runs: dict[str, list[float]] = {"harness": [], "harness_torch_kernels": [], "naive": []}
+    for _ in range(a.repeats):  # interleaved, so a noisy neighbour hits all three alike
+        torch.set_num_threads(a.threads)
+        runs["harness"].append(harness_img_per_s(a.images, a.threads))
+        runs["harness_torch_kernels"].append(harness_img_per_s(a.images, a.threads, small_map_convs=False))
+        torch.set_num_threads(a.threads)
+        runs["naive"].append(naive_img_per_s(a.images, batch))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(json.dumps({"harness_img_s": round(med["harness"]), "naive_img_s": round(med["naive"]),
+                      "ratio": round(med["harness"] / med["naive"], 2),
+                      "harness_torch_kernels_img_s": round(med["harness_torch_kernels"]),
+                      "ratio_torch_kernels": round(med["harness_torch_kernels"] / med["naive"], 2),
+                      "threads": a.threads, "images": a.images, "batch": batch, "repeats": a.repeats}))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,21 @@ class RunSummary:
     skipped: int = 0
     wall_s: float = 0.0
     compute_s: float = 0.0  # sum of the trials' own wall time
-    concurrency: int = 1
+    concurrency: int = 1  # trials the cluster could run at once (Ray overhead = 1 - compute / (wall x this))
+
+
+def trial_slots(cluster: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
+                workers: int = 1, max_concurrent: int | None = None) -> int:
+    """How many trials fit on the cluster at once: its CPUs (and GPUs, when trials take
+    some) over one trial's share, capped by ``max_concurrent``."""
+    workers = max(1, workers)
+    fits = [cluster.get("CPU", 0.0) / (cpus_per_trial * workers)] if cpus_per_trial > 0 else []
+    if gpus_per_trial > 0:
+        fits.append(cluster.get("GPU", 0.0) / (gpus_per_trial * workers))
+    slots = int(min(fits) + 1e-9) if fits else 1
+    if max_concurrent:
+        slots = min(slots, max_concurrent)
+    return max(1, slots)
 
 
 def results_dir(store_path: str) -> Path:
@@ -207,6 +221,14 @@ def _resources(plan: Plan, opts: RunOptions) -> dict[str, float]:
     return {"cpu": opts.cpus_per_trial, "gpu": gpus}
 
 
+def _slots(plan: Plan, opts: RunOptions) -> int:
+    import ray
+
+    res = _resources(plan, opts)
+    return trial_slots(ray.cluster_resources(), opts.cpus_per_trial, res["gpu"],
+                       opts.workers_per_trial, opts.max_concurrent)
+
+
 def _dependency_ckpt(store: Store, dep: TrialSpec | None, role: str) -> str | None:
     """The final checkpoint of a trial this one depends on (teacher, backbone)."""
     if dep is None:
@@ -285,6 +307,7 @@ def run_plan(plan: Plan, opts: RunOptions, argv: list[str] | None = None) -> Run
             init_ray(opts.address, **opts.ray_init_kwargs)
             try:
                 macs = model_macs(plan)
+                summary.concurrency = _slots(plan, opts)
                 for stage in todo:
                     if stage:
                         _run_stage(stage, store, plan, opts, summary, git, macs)

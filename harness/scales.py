@@ -101,7 +101,7 @@ LOCAL = Scale(
     teacher_model="resnet101_d", threads_per_trial=1, lr_factor=2.0,
     deviations=(
         "Fashion-MNIST (28x28 grey, 10 classes) instead of ImageNet (224x224 RGB, 1000 classes); "
-        "the first 15,000 training images (a quarter: keeps Table 6 near 20 minutes on 2 cores), all "
+        "the first 15,000 training images (a quarter: Table 6 takes about 15 minutes on 2 cores), all "
         "10,000 test images",
         "epochs = paper epochs / 40 (120 -> 3, 200 -> 5); step milestones and warmup keep their "
         "fraction of the schedule (per-iteration)",

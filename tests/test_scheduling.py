@@ -31,3 +31,15 @@ def test_equal_estimates_keep_the_plan_order():
     for a, b in zip(order, order[1:]):
         if (a.model, a.row, a.recipe) == (b.model, b.row, b.recipe):
             assert a.seed < b.seed
+
+
+def test_trial_slots_follow_the_cluster_and_the_cap():
+    """Concurrency in the run summary: CPUs (and GPUs) over one trial's share, capped."""
+    from harness.orchestrator import trial_slots
+
+    assert trial_slots({"CPU": 2.0}, 1, 0) == 2  # the local scale on this 2-core machine
+    assert trial_slots({"CPU": 16.0, "GPU": 4.0}, 1, 1) == 4  # paper scale: GPUs bind
+    assert trial_slots({"CPU": 16.0, "GPU": 1.0}, 1, 0.25) == 4  # miniatures share a GPU
+    assert trial_slots({"CPU": 8.0}, 1, 0, workers=2) == 4  # DDP trials take N workers
+    assert trial_slots({"CPU": 8.0}, 1, 0, max_concurrent=3) == 3
+    assert trial_slots({"CPU": 0.5}, 1, 0) == 1  # never 0

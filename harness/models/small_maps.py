@@ -18,7 +18,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 MAX_PIXELS = 4  # input H*W at or below which the fast path runs (2x2, 2x1, 1x1)
