@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from harness import provenance
+from harness.atomic import atomic_write
 from harness.errors import HarnessError
 from harness.experiments import Plan
 from harness.estimate import longest_first, model_macs
@@ -59,6 +60,9 @@ class RunSummary:
     concurrency: int = 1  # trials the cluster could run at once (Ray overhead = 1 - compute / (wall x this))
 
 
+ERROR_FILE = "error.txt"  # in the trial's checkpoint dir: the exception that ended its last attempt
+
+
 def trial_slots(cluster: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
                 workers: int = 1, max_concurrent: int | None = None) -> int:
     """How many trials fit on the cluster at once: its CPUs (and GPUs, when trials take
@@ -96,7 +100,16 @@ def _trial_body(config: dict[str, Any], report: Callable[[dict[str, Any]], None]
                             threads=config["threads"], decode=config.get("decode", "workers"),
                             loader_workers=config.get("loader_workers", 8), log=log)
         log(f"== {spec.describe()} pid={os.getpid()} {provenance.utc_now()}")
-        result = run_trial(spec, opts, on_epoch=lambda row: report({**row, "final": False}))
+        error_file = Path(config["checkpoint_dir"]) / ERROR_FILE
+        error_file.unlink(missing_ok=True)  # a message from an earlier attempt is stale
+        try:
+            result = run_trial(spec, opts, on_epoch=lambda row: report({**row, "final": False}))
+        except Exception as exc:  # recorded for the driver, then Tune sees the failure as usual
+            msg = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:2000]
+            log(msg)
+            with atomic_write(error_file, "w") as out:
+                out.write(msg)
+            raise
     report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "node": os.uname().nodename, "node_id": ray.get_runtime_context().get_node_id()})
@@ -135,6 +148,15 @@ def tune_ddp_driver(config: dict[str, Any]) -> None:
         run_config=TrainRunConfig(name=f"{c['spec_hash']}-ddp", storage_path=c["ray_dir"],
                                   callbacks=[TuneReportCallback()]))
     trainer.fit()
+
+
+def _error_text(checkpoint_dir: str) -> str | None:
+    """The one-line error the trial body wrote before failing (Tune's own error can be
+    missing, e.g. when the retry's actor died; it is also a long Ray traceback)."""
+    try:
+        return (Path(checkpoint_dir) / ERROR_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _result_from_trial(trial: Any) -> dict[str, Any] | None:
@@ -179,7 +201,8 @@ class StoreCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         spec = self.specs[trial.config["trial"]["spec_hash"]]
-        err = trial.get_error() or "trial failed (no error text)"
+        err = (_error_text(trial.config["trial"]["checkpoint_dir"]) or trial.get_error()
+               or "trial failed (no error text)")
         self._put(failed_record(spec, self.summary.run_id, str(err),
                                 started_at=trial.config["trial"]["started_at"], git_commit=self.git), trials)
 

@@ -6,6 +6,7 @@ Store migration and the store's own refusal tests live in tests/test_store.py.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -57,16 +58,20 @@ def test_corrupt_or_truncated_checkpoint_is_one_line_error(tmp_path, damage):
     one-line message naming the file (never a traceback from the zip/pickle layer)."""
     path = _real_checkpoint(tmp_path / "ckpt.pt")
     data = path.read_bytes()
-    if damage == "random_bytes":
-        path.write_bytes(os.urandom(len(data)))
-    elif damage == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    else:
-        path.write_bytes(b"")
-    with pytest.raises(CheckpointError) as exc:
-        load_checkpoint(path)
-    msg = str(exc.value)
-    assert "\n" not in msg and str(path) in msg
+    if damage == "truncated":
+        blobs = [data[: len(data) // 2]]
+    elif damage == "empty":
+        blobs = [b""]
+    else:  # seeded, so a failure replays; garbage after a pickle header reaches the unpickler
+        rngs = [random.Random(seed) for seed in range(100)]
+        blobs = [r.randbytes(len(data)) for r in rngs[:50]]
+        blobs += [b"\x80\x02" + r.randbytes(len(data)) for r in rngs[50:]]
+    for blob in blobs:
+        path.write_bytes(blob)
+        with pytest.raises(CheckpointError) as exc:
+            load_checkpoint(path)
+        msg = str(exc.value)
+        assert "\n" not in msg and str(path) in msg
 
 
 def test_truncated_checkpoint_stops_train_with_exit_2(tmp_path, capsys, monkeypatch):
