@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from harness import provenance
 from harness.batches import BatchSource, make_batches
 from harness.checkpoint import load_checkpoint, save_atomic
+from harness.cpu_heap import keep_freed_memory
 from harness.distributed import ShardedBatches, data_parallel, world
 from harness.models import create_model
 from harness.models.small_maps import use_small_map_convs
@@ -55,6 +56,7 @@ class TrainOptions:
     log_every: int = 100  # iterations between progress lines and divergence checks
     stop_after: int | None = None  # end after this many epochs (interruption tests, debugging)
     small_map_convs: bool = True  # CPU: convs on <=2x2 maps as matmuls (models/small_maps.py)
+    keep_heap: bool = True  # CPU: glibc keeps freed blocks for reuse (harness/cpu_heap.py)
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
 
@@ -313,6 +315,8 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
     t_start = time.perf_counter()
     device = pick_device(opts.device)
     threads = opts.threads or (scale.threads_per_trial if device.type == "cpu" else 0)
+    if opts.keep_heap and device.type == "cpu":
+        keep_freed_memory()
     if threads:
         torch.set_num_threads(threads)
     seed_everything(spec.seed)
