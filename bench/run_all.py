@@ -1,6 +1,6 @@
 """Run the benchmarks and write bench/RESULTS.md (card or CPU, versions, date, numbers).
 
-    python bench/run_all.py [--store results/harness.sqlite] [--gpu-steps 30]
+    python bench/run_all.py [--store results/harness.sqlite ...] [--gpu-steps 30]
 
 On a CUDA machine it times the trainer step at 224 px (FP16, channels_last, compile off/on)
 against a plain torchvision AMP loop; everywhere it times the `local` scale trainer against
@@ -37,7 +37,8 @@ def _run(args: list[str]) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default="results/harness.sqlite")
+    ap.add_argument("--store", nargs="+", default=["results/harness.sqlite"],
+                    help="results stores to read table runs from (the latest run per table wins)")
     ap.add_argument("--gpu-steps", type=int, default=30)
     ap.add_argument("--skip-accuracy", action="store_true", help="skip the accuracy trials (~6 minutes)")
     a = ap.parse_args()
@@ -63,9 +64,14 @@ def main() -> None:
         lines += ["## Miniature ResNet-50-D, full Table 6 recipe, trained alone: the `local` trial "
                   f"(15k images), then all 60k images for {BUDGET_EPOCHS} epochs (two seeds)\n",
                   tabulate(acc, headers="keys", tablefmt="pipe"), ""]
-    tables = _run(["bench/table_times.py", "--store", a.store])
+    latest: dict[str, dict] = {}
+    for store in a.store:
+        for row in _run(["bench/table_times.py", "--store", store]):
+            if row["table"] not in latest or row["started"] > latest[row["table"]]["started"]:
+                latest[row["table"]] = row
+    tables = [latest[t] for t in sorted(latest)]
     if tables:
-        lines += ["## Whole-table runs (latest run per table in the store; Ray overhead = "
+        lines += ["## Whole-table runs (latest run per table in the store(s); Ray overhead = "
                   "1 - compute / (wall x concurrency))\n", tabulate(tables, headers="keys", tablefmt="pipe"), ""]
     text = "\n".join(lines) + "\n"
     (HERE / "RESULTS.md").write_text(text)
