@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Sequence
 
+from harness.compile_cache import COMPILE_CACHE_ENV, default_cache_dir
 from harness.errors import HarnessError
 
 DESCRIPTION = """Reproduce 'Bag of Tricks for Image Classification with CNNs' (He et al., 2019).
@@ -62,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    # torch.compile's caches outlive /tmp cleaning and are shared by every trial of a run
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.abspath(os.path.join("results", "cache", "inductor")))
+    # torch.compile's caches outlive /tmp cleaning and are shared by every trial of a run; the
+    # trainer hands this to inductor only when it compiles (importing torchvision with
+    # TORCHINDUCTOR_CACHE_DIR set creates the folder, and bad input must write nothing)
+    os.environ.setdefault(COMPILE_CACHE_ENV, default_cache_dir())
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

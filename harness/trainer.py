@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from harness import provenance
 from harness.batches import BatchSource, make_batches
 from harness.checkpoint import load_checkpoint, save_atomic
+from harness.compile_cache import use_compile_cache
 from harness.cpu_heap import keep_freed_memory
 from harness.distributed import ShardedBatches, data_parallel, world
 from harness.models import create_model
@@ -330,6 +331,7 @@ def run_trial(spec: TrialSpec, opts: TrainOptions | None = None,
         batches = ShardedBatches(batches, rank, world_size)
         model = data_parallel(model, device)
     if spec.recipe.compile:
+        use_compile_cache()
         model = torch.compile(model, mode=spec.recipe.compile_mode)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     # on a CPU one generator serves both (results unchanged); on a GPU a host one for mixup
