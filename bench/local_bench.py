@@ -68,9 +68,11 @@ def harness_img_per_s(n: int, threads: int, small_map_convs: bool = True, epochs
 
     import harness.scales as scales
 
-    scales.SCALES["bench"] = dataclasses.replace(LOCAL, name="bench", train_subset=n, epoch_factor=epochs / 120)
+    recipe = named_recipe("efficient")
+    scales.SCALES["bench"] = dataclasses.replace(LOCAL, name="bench", train_subset=n,
+                                                 epoch_factor=epochs / recipe.epochs)
     opts = TrainOptions(log=lambda m: None, threads=threads, small_map_convs=small_map_convs)
-    res = run_trial(TrialSpec("resnet50_d", named_recipe("efficient"), "bench", 0), opts)
+    res = run_trial(TrialSpec("resnet50_d", recipe, "bench", 0), opts)
     return float(res.history[-1]["img_per_s"])
 
 
