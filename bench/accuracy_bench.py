@@ -56,7 +56,7 @@ def measure(recipe: str, seed: int, threads: int, train_images: int | None = Non
     return {"model": spec.model, "recipe": recipe, "seed": seed, "threads": threads,
             "train_images": n_train, "epochs": res.epochs, "top1": round(res.top1 or 0.0, 2), "top5": round(res.top5 or 0.0, 2),
             "train_s": round(sum(h["epoch_s"] for h in res.history), 1), "wall_s": round(wall, 1),
-            "img_per_s": round(res.img_per_s or 0.0), "precision": res.precision,
+            "img_per_s": round(res.train_img_per_s or 0.0), "precision": res.precision,
             "goal": f">= {GOAL_TOP1:g}% in <= {GOAL_S:g} s",
             "top1_goal_met": bool((res.top1 or 0.0) >= GOAL_TOP1), "time_goal_met": wall <= GOAL_S}
 

@@ -60,7 +60,7 @@ def one_epoch(model: str, data: str, decode: str, workers: int, threads: int) ->
                                        log=lambda m: None))
     if res.status != "done":
         raise SystemExit(f"{data} {decode}: {res.status} {res.error}")
-    return float(res.img_per_s)
+    return float(res.train_img_per_s)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ crashed trial and the trainer resumes it from that checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -26,21 +27,23 @@ from harness.experiments import Plan
 from harness.estimate import longest_first, model_macs
 from harness.records import failed_record, trial_record
 from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
-from harness.store import Store
+from harness.store import DEFAULT_STORE, Store
+from harness.trial import TrainOptions
 
 
 @dataclass
 class RunOptions:
-    store: str = "results/harness.sqlite"
+    """How a plan runs: the store, the cluster and each trial's resources, and ``train``,
+    the options every trial's trainer gets (its paths and threads are set per trial)."""
+
+    store: str = DEFAULT_STORE
     address: str | None = None  # join an existing Ray cluster; None = embedded local Ray
     max_concurrent: int | None = None
     cpus_per_trial: float = 1
     gpus_per_trial: float | None = None  # None: 1 at the paper scale, 0.25 for miniatures, 0 on CPU
     max_failures: int = 2
     workers_per_trial: int = 1  # > 1: each trial is a Ray Train TorchTrainer with N DDP workers
-    data_root: str | None = None
-    decode: str = "workers"  # ImageFolder decoding: "workers" | "device" (TrainOptions.decode)
-    loader_workers: int = 8
+    train: TrainOptions = field(default_factory=TrainOptions)
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)  # tests: num_gpus, num_cpus
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
@@ -81,13 +84,25 @@ def results_dir(store_path: str) -> Path:
     return Path(store_path).resolve().parent
 
 
+def worker_config(spec: TrialSpec, opts: TrainOptions, log_path: Path, **extra: Any) -> dict[str, Any]:
+    """What travels to a Ray worker for one trial: the spec, the trainer's options (its
+    paths included; the log function stays behind) and where its log goes."""
+    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name != "log"}
+    return {"spec": spec_to_dict(spec), "spec_hash": spec.hash, "options": options,
+            "log_path": str(log_path), **extra}
+
+
+def worker_trial(config: dict[str, Any], log: Callable[[str], None]) -> tuple[TrialSpec, TrainOptions]:
+    """The inverse of :func:`worker_config`, in the worker: the spec and its options."""
+    return spec_from_dict(config["spec"]), TrainOptions(**config["options"], log=log)
+
+
 def _trial_body(config: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> None:
     """One trial through the shared trainer; ``report`` sends epoch rows and the final result."""
     import ray
 
-    from harness.trainer import TrainOptions, run_trial
+    from harness.trainer import run_trial
 
-    spec = spec_from_dict(config["spec"])
     log_path = Path(config["log_path"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as fh:
@@ -95,12 +110,9 @@ def _trial_body(config: dict[str, Any], report: Callable[[dict[str, Any]], None]
             fh.write(msg + "\n")
             fh.flush()
 
-        opts = TrainOptions(data_root=config["data_root"], checkpoint_dir=config["checkpoint_dir"],
-                            teacher_ckpt=config["teacher_ckpt"], backbone_ckpt=config["backbone_ckpt"],
-                            threads=config["threads"], decode=config.get("decode", "workers"),
-                            loader_workers=config.get("loader_workers", 8), log=log)
+        spec, opts = worker_trial(config, log)
         log(f"== {spec.describe()} pid={os.getpid()} {provenance.utc_now()}")
-        error_file = Path(config["checkpoint_dir"]) / ERROR_FILE
+        error_file = Path(opts.checkpoint_dir) / ERROR_FILE
         error_file.unlink(missing_ok=True)  # a message from an earlier attempt is stale
         try:
             result = run_trial(spec, opts, on_epoch=lambda row: report({**row, "final": False}))
@@ -201,7 +213,7 @@ class StoreCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         spec = self.specs[trial.config["trial"]["spec_hash"]]
-        err = (_error_text(trial.config["trial"]["checkpoint_dir"]) or trial.get_error()
+        err = (_error_text(trial.config["trial"]["options"]["checkpoint_dir"]) or trial.get_error()
                or "trial failed (no error text)")
         self._put(failed_record(spec, self.summary.run_id, str(err),
                                 started_at=trial.config["trial"]["started_at"], git_commit=self.git), trials)
@@ -279,14 +291,12 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
             summary.failed += 1
             continue
         specs[spec.hash] = spec
-        configs.append({"spec": spec_to_dict(spec), "spec_hash": spec.hash, "started_at": started,
-                        "checkpoint_dir": str(rdir / "checkpoints" / spec.hash),
-                        "log_path": str(rdir / "logs" / f"{spec.hash}.log"),
-                        "teacher_ckpt": teacher, "backbone_ckpt": backbone, "data_root": opts.data_root,
-                        "decode": opts.decode, "loader_workers": opts.loader_workers,
-                        "threads": max(1, int(opts.cpus_per_trial / opts.workers_per_trial)),
-                        "cpus": opts.cpus_per_trial,
-                        "workers": opts.workers_per_trial, "ray_dir": str(rdir / "ray")})
+        train = dataclasses.replace(opts.train, checkpoint_dir=str(rdir / "checkpoints" / spec.hash),
+                                    teacher_ckpt=teacher, backbone_ckpt=backbone,
+                                    threads=max(1, int(opts.cpus_per_trial / opts.workers_per_trial)))
+        configs.append(worker_config(spec, train, rdir / "logs" / f"{spec.hash}.log",
+                                     started_at=started, cpus=opts.cpus_per_trial,
+                                     workers=opts.workers_per_trial, ray_dir=str(rdir / "ray")))
     if not configs:
         return
     res = _resources(plan, opts)

@@ -6,31 +6,30 @@ from typing import Any
 
 from harness import provenance
 from harness.spec import TrialSpec
-from harness.store import TrialRecord
+from harness.store import EPOCH_KEYS, TrialRecord
 
 
 def trial_record(spec: TrialSpec, run_id: str, result: dict[str, Any], *, started_at: str,
                  git_commit: str, macs: int | None = None) -> TrialRecord:
-    """A TrialRecord from a trainer result dict (TrialResult.to_json() + 'history')."""
+    """A TrialRecord from a trainer result dict (TrialResult.to_json() + 'history'), whose
+    keys are the store's column names; provenance without a column goes to the extras."""
     history = result.get("history") or []
     extra = {k: result[k] for k in ("cuda_visible_devices", "node", "node_id", "attempts", "workers",
                                     "global_batch", "lr") if result.get(k) is not None}
-    extra.update(result.get("metrics") or {})  # transfer metrics (map, pixacc, miou)
     return TrialRecord(
         spec_hash=spec.hash, run_id=run_id, table_name=spec.table, row_label=spec.row,
         column_label=spec.column, model=spec.model, recipe_json=json.dumps(spec.recipe.to_dict()),
         scale=spec.scale, seed=spec.seed, data=spec.dataset, status=result.get("status", "failed"),
         top1=result.get("top1"), top5=result.get("top5"),
-        train_img_per_s=result.get("img_per_s"), epoch_s=result.get("epoch_s"),
+        train_img_per_s=result.get("train_img_per_s"), epoch_s=result.get("epoch_s"),
         wall_s=result.get("wall_s"), epochs=result.get("epochs"), device=result.get("device"),
         precision=result.get("precision"), git_commit=git_commit,
         dataset_fingerprint=result.get("dataset_fingerprint"), started_at=started_at,
         finished_at=provenance.utc_now(), error=result.get("error"),
         checkpoint=result.get("checkpoint"), teacher_hash=spec.teacher.hash if spec.teacher else None,
         params=result.get("params"), macs=macs,
-        epochs_rows=[{k: h.get(k) for k in ("epoch", "loss", "lr", "top1", "top5", "img_per_s", "epoch_s")}
-                     for h in history],
-        extra=extra, **provenance.versions())
+        epochs_rows=[{k: h.get(k) for k in EPOCH_KEYS} for h in history],
+        extra=extra, metrics=dict(result.get("metrics") or {}), **provenance.versions())
 
 
 def failed_record(spec: TrialSpec, run_id: str, error: str, *, started_at: str,

@@ -36,8 +36,11 @@ from harness.errors import HarnessError
 
 __all__ = ["SCHEMA_VERSION", "EPOCH_KEYS", "StoreError", "TrialRecord", "Store", "load"]
 
-SCHEMA_VERSION = 2
-"""Current layout. History: 1 = initial; 2 = ``trials.extra_json`` added."""
+DEFAULT_STORE = "results/harness.sqlite"  # relative to the working folder
+
+SCHEMA_VERSION = 3
+"""Current layout. History: 1 = initial; 2 = ``trials.extra_json`` added; 3 =
+``trials.metrics_json`` added (a task's numbers beyond top-1/top-5, moved out of extras)."""
 
 _T = TypeVar("_T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -80,7 +83,9 @@ _TRIALS_V1: tuple[tuple[str, str], ...] = (
     ("macs", "INTEGER"),
 )
 _TRIALS_V2 = _TRIALS_V1 + (("extra_json", "TEXT"),)
-TRIAL_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _TRIALS_V2)
+_TRIALS_V3 = _TRIALS_V2 + (("metrics_json", "TEXT"),)
+TRIAL_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _TRIALS_V3)
+V2_METRIC_KEYS = ("map", "pixacc", "miou")  # the metrics a v2 store kept among the extras
 
 _EPOCHS: tuple[tuple[str, str], ...] = (
     ("spec_hash", "TEXT NOT NULL REFERENCES trials(spec_hash) ON DELETE CASCADE"),
@@ -129,7 +134,7 @@ def _schema_ddl(trials_columns: Sequence[tuple[str, str]]) -> list[str]:
 
 SCHEMA_V1_DDL = _schema_ddl(_TRIALS_V1)
 """Version 1: the current layout without ``trials.extra_json`` (kept for reference/tests)."""
-SCHEMA_DDL = _schema_ddl(_TRIALS_V2)
+SCHEMA_DDL = _schema_ddl(_TRIALS_V3)
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
@@ -137,7 +142,23 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE trials ADD COLUMN extra_json TEXT")
 
 
-_MIGRATIONS = {1: _migrate_1_to_2}  # from-version -> step to from-version + 1
+def _split_metrics(extra: dict) -> tuple[dict, dict]:
+    """A v2 row's extras -> (extras, metrics): v2 kept transfer metrics among the extras."""
+    metrics = {k: extra[k] for k in V2_METRIC_KEYS if k in extra}
+    return {k: v for k, v in extra.items() if k not in metrics}, metrics
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """v2 -> v3: add ``metrics_json`` and move each row's metrics there from ``extra_json``."""
+    conn.execute("ALTER TABLE trials ADD COLUMN metrics_json TEXT")
+    rows = conn.execute("SELECT spec_hash, extra_json FROM trials").fetchall()
+    for spec_hash, extra_json in rows:
+        extra, metrics = _split_metrics(_decode_json(extra_json) or {})
+        conn.execute("UPDATE trials SET extra_json=?, metrics_json=? WHERE spec_hash=?",
+                     (json.dumps(extra, sort_keys=True), json.dumps(metrics, sort_keys=True), spec_hash))
+
+
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}  # from-version -> step to from-version + 1
 
 
 class StoreError(HarnessError):
@@ -181,15 +202,17 @@ class TrialRecord:
     params: int | None = None
     macs: int | None = None
     epochs_rows: list[dict] = field(default_factory=list)  # keys: EPOCH_KEYS
-    extra: dict = field(default_factory=dict)  # stored as extra_json
+    extra: dict = field(default_factory=dict)  # stored as extra_json: provenance beyond the columns
+    metrics: dict = field(default_factory=dict)  # stored as metrics_json: map, miou, logit_gap, ...
 
     def recipe(self) -> dict | None:
         """The decoded ``recipe_json`` (None when absent)."""
         return _decode_json(self.recipe_json)
 
 
-_RECORD_COLUMNS = tuple(f.name for f in fields(TrialRecord) if f.name not in ("epochs_rows", "extra"))
-assert _RECORD_COLUMNS + ("extra_json",) == TRIAL_COLUMNS, "TrialRecord out of sync with schema"
+_RECORD_COLUMNS = tuple(f.name for f in fields(TrialRecord)
+                        if f.name not in ("epochs_rows", "extra", "metrics"))
+assert _RECORD_COLUMNS + ("extra_json", "metrics_json") == TRIAL_COLUMNS, "TrialRecord out of sync with schema"
 
 
 # ---- small helpers --------------------------------------------------------------------
@@ -465,7 +488,7 @@ class Store:
                 (spec_hash,),
             ).fetchall()
         rec = TrialRecord(**{c: stored.get(c) for c in _RECORD_COLUMNS})
-        rec.extra = _decode_json(stored.get("extra_json")) or {}
+        rec.extra, rec.metrics = _extras_and_metrics(stored)
         rec.epochs_rows = [dict(zip(EPOCH_KEYS, e)) for e in epochs]
         return rec
 
@@ -516,8 +539,9 @@ class Store:
         where, params = _where(filters, available)
         df = self._frame(f"SELECT * FROM trials{where} ORDER BY rowid", params)
         df.insert(df.columns.get_loc("recipe_json") + 1, "recipe", df["recipe_json"].map(_decode_json))
-        extra_src = df["extra_json"] if "extra_json" in df else pd.Series([None] * len(df), dtype=object)
-        df["extra"] = [(_decode_json(x) or {}) for x in extra_src]
+        pairs = [_extras_and_metrics(row) for row in df.to_dict("records")]
+        df["extra"] = [e for e, _ in pairs]
+        df["metrics"] = [m for _, m in pairs]
         return df
 
     def epochs_df(self, spec_hashes: str | Iterable[str] | None = None) -> pd.DataFrame:
@@ -567,7 +591,20 @@ def _trial_values(rec: TrialRecord) -> tuple[Any, ...]:
         raise ValueError(f"TrialRecord {rec.spec_hash}: status must be one of {STATUSES}, got {rec.status!r}")
     values = [_plain(getattr(rec, c)) for c in _RECORD_COLUMNS]
     values[_RECORD_COLUMNS.index("recipe_json")] = _encode_json(rec.recipe_json)
-    return (*values, json.dumps(rec.extra or {}, sort_keys=True, default=str))
+    return (*values, json.dumps(rec.extra or {}, sort_keys=True, default=str),
+            json.dumps(rec.metrics or {}, sort_keys=True, default=str))
+
+
+def _extras_and_metrics(stored: dict[str, Any]) -> tuple[dict, dict]:
+    """A trials row's (extras, metrics); a read-only un-migrated v2 row keeps its metrics
+    among the extras, and they are split the way the v2 -> v3 migration splits them."""
+    def decoded(key: str) -> dict:
+        text = stored.get(key)
+        return (_decode_json(text) or {}) if isinstance(text, str) else {}
+
+    if "metrics_json" not in stored:
+        return _split_metrics(decoded("extra_json"))
+    return decoded("extra_json"), decoded("metrics_json")
 
 
 def _epoch_values(spec_hash: str | None, row: dict) -> tuple[Any, ...]:

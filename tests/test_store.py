@@ -86,10 +86,10 @@ def store(tmp_path: Path):
 
 
 def test_record_fields_match_trials_columns():
-    """TrialRecord carries every trials column except extra_json, plus epochs_rows/extra."""
+    """TrialRecord carries every trials column except the JSON ones, plus epochs_rows/extra/metrics."""
     names = [f.name for f in dataclasses.fields(TrialRecord)]
-    assert names[:-2] + ["extra_json"] == list(TRIAL_COLUMNS)
-    assert names[-2:] == ["epochs_rows", "extra"]
+    assert names[:-3] + ["extra_json", "metrics_json"] == list(TRIAL_COLUMNS)
+    assert names[-3:] == ["epochs_rows", "extra", "metrics"]
     assert TrialRecord().status is None  # everything has a default
 
 
@@ -190,19 +190,20 @@ def test_load_is_read_only(tmp_path: Path):
 def test_schema_version_stored(store: Store):
     """meta holds the current schema_version."""
     row = store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    assert int(row[0]) == SCHEMA_VERSION == 2
+    assert int(row[0]) == SCHEMA_VERSION == 3
     assert store.schema_version() == SCHEMA_VERSION
 
 
 def test_v1_store_is_migrated_keeping_rows(tmp_path: Path):
-    """Opening a v1 store adds extra_json, bumps the version and keeps its trial and epochs."""
+    """Opening a v1 store adds extra_json and metrics_json, bumps the version and keeps its
+    trial and epochs."""
     path = tmp_path / "old.sqlite"
     _make_v1(path)
     with Store(path, readonly=True) as ro:  # readable before migration, not changed
         assert ro.schema_version() == 1
         assert ro.trials_df().loc[0, "extra"] == {}
     with Store(path) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == 3
         cols = [r[1] for r in s.conn.execute("PRAGMA table_info(trials)")]
         assert cols == list(TRIAL_COLUMNS)
         old = s.get_trial("old1")
@@ -211,6 +212,33 @@ def test_v1_store_is_migrated_keeping_rows(tmp_path: Path):
         s.put_trial(_rec("new", extra={"k": 1}))
         assert s.get_trial("new").extra == {"k": 1}
         assert s.integrity_ok()
+
+
+def test_v2_store_moves_transfer_metrics_out_of_extras(tmp_path: Path):
+    """A store written by main f0e31ab (v2: mAP/mIoU kept among the extras) opens: read-only
+    it already reads them as metrics; writable it is migrated to v3 with the same split."""
+    path = tmp_path / "v2.sqlite"
+    _make_v1(path)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE trials ADD COLUMN extra_json TEXT")
+    conn.execute("UPDATE trials SET extra_json=? WHERE spec_hash='old1'",
+                 ('{"map": 41.5, "miou": 30.25, "node": "vm", "workers": 1}',))
+    conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with Store(path, readonly=True) as ro:
+        assert ro.schema_version() == 2
+        rec = ro.get_trial("old1")
+        assert (rec.metrics, rec.extra) == ({"map": 41.5, "miou": 30.25}, {"node": "vm", "workers": 1})
+    with Store(path) as s:
+        assert s.schema_version() == 3
+        rec = s.get_trial("old1")
+        assert (rec.metrics, rec.extra) == ({"map": 41.5, "miou": 30.25}, {"node": "vm", "workers": 1})
+        df = s.trials_df()
+        assert df.loc[0, "metrics"] == {"map": 41.5, "miou": 30.25}
+        raw = s.conn.execute("SELECT extra_json, metrics_json FROM trials").fetchone()
+        assert json.loads(raw[0]) == {"node": "vm", "workers": 1}
+        assert json.loads(raw[1]) == {"map": 41.5, "miou": 30.25}
 
 
 def test_failed_migration_leaves_v1_untouched(tmp_path: Path, monkeypatch):

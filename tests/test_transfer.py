@@ -220,13 +220,13 @@ def test_random_init_needs_no_checkpoint_and_pretrained_does():
     unless its settings ask for random_init; unknown settings are refused by name."""
     from harness.recipe import named_recipe
     from harness.spec import TrialSpec
-    from harness.transfer import load_backbone, resolve_settings, run_transfer
-    from harness.trainer import TrainOptions
+    from harness.trainer import TrainOptions, run_trial
+    from harness.transfer import load_backbone, resolve_settings
 
     b = TrialSpec(model="resnet50_d", recipe=named_recipe("efficient"), scale="smoke", seed=0)
     spec = replace(b, task="detection", backbone=b, task_args="{}")
     with pytest.raises(HarnessError, match="backbone checkpoint"):
-        run_transfer(spec, TrainOptions())
+        run_trial(spec, TrainOptions())
     rnd = replace(spec, task_args=json.dumps({"random_init": True}))
     model = load_backbone(rnd, TrainOptions(), resolve_settings(rnd), torch.device("cpu"))
     assert model.training and all(p.requires_grad for p in model.parameters())

@@ -70,13 +70,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from harness.orchestrator import RunOptions, run_plan
     from harness.store import Store
+    from harness.trial import TrainOptions
 
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     workers, gpus = _workers(args)
     opts = RunOptions(store=args.store, address=args.address, max_concurrent=args.max_concurrent,
                       cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, workers_per_trial=workers,
-                      max_failures=args.max_failures, data_root=args.data_root,
-                      decode=args.decode, loader_workers=args.loader_workers)
+                      max_failures=args.max_failures,
+                      train=TrainOptions(data_root=args.data_root, decode=args.decode,
+                                         loader_workers=args.loader_workers))
     summary = run_plan(plan, opts, argv=sys.argv)
     report = None
     if not args.no_report:

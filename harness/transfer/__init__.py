@@ -1,10 +1,10 @@
 """Transfer learning (paper Sec 6.2, Tables 8 and 9): fine-tune a classification trial's
 network for object detection (Faster R-CNN) or semantic segmentation (FCN).
 
-``run_transfer(spec, opts, on_epoch)`` is what ``harness.trainer.run_trial`` calls for a
-spec whose ``task`` is ``detection`` or ``segmentation``. The backbone is the classifier
-saved by the trial ``spec.backbone`` (``opts.backbone_ckpt``), rebuilt with
-``harness.trainer.load_teacher``; ``random_init: true`` in the task settings builds the
+``FineTune(spec, opts)`` is the task ``harness.tasks`` builds for a spec whose ``task`` is
+``detection`` or ``segmentation``; ``harness.fit.fit`` trains it like any trial. The
+backbone is the classifier saved by the trial ``spec.backbone`` (``opts.backbone_ckpt``),
+rebuilt with ``harness.trial.load_classifier``; ``random_init: true`` in the task settings builds the
 same network from scratch instead (the pretrained-vs-random comparison).
 
 Settings come from the spec's ``task_args`` (JSON of the experiment's ``transfer:``
@@ -17,19 +17,21 @@ docs/transfer.md.
 from __future__ import annotations
 
 import json
-import math
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import torch
 from torch import nn
 
+from harness import provenance
 from harness.errors import HarnessError
+from harness.models import create_model
+from harness.scales import SCALES
+from harness.trial import (TrainOptions, TrialResult, load_classifier, pick_device, seed_everything,
+                           set_threads)
+from tricks.lr_schedule import LRSchedule
 
 if TYPE_CHECKING:
     from harness.spec import TrialSpec
-    from harness.trainer import TrainOptions, TrialResult
 
 TASKS = ("detection", "segmentation")
 MAIN_METRIC = {"detection": "map", "segmentation": "miou"}
@@ -63,7 +65,6 @@ def resolve_settings(spec: "TrialSpec") -> dict[str, Any]:
     """The fine-tuning settings of a transfer spec: defaults < top level < ``<scale>:`` block."""
     if spec.task not in TASKS:
         raise HarnessError(f"unknown task {spec.task!r}; valid: {', '.join(TASKS)}")
-    from harness.scales import SCALES
 
     defaults = DEFAULTS[spec.task].get(spec.scale) or DEFAULTS[spec.task]["local"]
     try:
@@ -121,8 +122,6 @@ def load_backbone(spec: "TrialSpec", opts: "TrainOptions", settings: dict[str, A
     trial). Trainable, train mode, contiguous memory format."""
     name = spec.backbone.model if spec.backbone else spec.model
     if settings["random_init"]:
-        from harness.models import create_model
-
         bspec = spec.backbone or spec
         kwargs = dict(bspec.scale_obj.model_kwargs_for(name), num_classes=10,
                       in_chans=1 if bspec.dataset == "fashion_mnist" else 3, init=bspec.recipe.init)
@@ -132,9 +131,7 @@ def load_backbone(spec: "TrialSpec", opts: "TrainOptions", settings: dict[str, A
             raise HarnessError(f"{spec.task} fine-tunes a pretrained backbone but no backbone "
                                "checkpoint was given (run the table so its classification "
                                "trials train first, or set random_init: true)")
-        from harness.trainer import load_teacher
-
-        model = load_teacher(opts.backbone_ckpt, device)
+        model = load_classifier(opts.backbone_ckpt, device)
     _check_resnet(model, name)
     model = model.to(device=device, memory_format=torch.contiguous_format)
     for p in model.parameters():
@@ -184,114 +181,82 @@ def build_task(spec: "TrialSpec", backbone: nn.Module, settings: dict[str, Any],
     return SegmentationTask(backbone, in_chans, mean, std, settings, spec.scale, opts.data_root, device)
 
 
-def _save(path: Path, task: TransferTask, optimizer: torch.optim.Optimizer, epoch: int,
-          spec: "TrialSpec", history: list[dict], settings: dict[str, Any]) -> None:
-    from harness.checkpoint import save_atomic
+class FineTune:
+    """A transfer trial (fp32, seeded) for ``harness.fit.fit``: a detection or segmentation
+    task on a pretrained (or fresh) backbone, SGD with warmup + cosine over all its
+    parameters, the task's own metric after the last epoch (or every ``eval_every``)."""
 
-    save_atomic({"model": task.model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "epoch": epoch, "spec_hash": spec.hash, "history": history,
-                 "model_meta": {"task": spec.task, "backbone": spec.model,
-                                "settings": json.dumps(settings, sort_keys=True)}}, path)
+    rank = 0
 
+    def __init__(self, spec: "TrialSpec", opts: "TrainOptions") -> None:
+        settings = resolve_settings(spec)
+        if not settings["random_init"] and not opts.backbone_ckpt:
+            load_backbone(spec, opts, settings, torch.device("cpu"))  # raises the one-line error
+        self.spec, self.settings = spec, settings
+        self.name, self.log_prefix = spec.task, f"{spec.task} "
+        self.device = device = pick_device(opts.device)
+        set_threads(opts, spec.scale_obj.threads_per_trial, device)
+        seed_everything(spec.seed)
+        backbone = load_backbone(spec, opts, settings, device)
+        self.task = task = build_task(spec, backbone, settings, opts, device)
+        task.model.to(device)
+        params = [p for p in task.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"],
+                                         weight_decay=settings["weight_decay"])
+        self.epochs = int(settings["epochs"])
+        self.iters_per_epoch, self.batch_size = task.iters_per_epoch, task.batch_size
+        total = self.epochs * task.iters_per_epoch
+        self.schedule = LRSchedule(base_lr=float(settings["lr"]), total_iters=total,
+                                   warmup_iters=min(int(settings["warmup_iters"]), total // 2),
+                                   kind="cosine")
+        self.metrics: dict[str, float] = {}
 
-def _resume(path: Path, task: TransferTask, optimizer: torch.optim.Optimizer,
-            spec: "TrialSpec", device: torch.device) -> tuple[int, list[dict]]:
-    from harness.checkpoint import CheckpointError, load_checkpoint
+    def result(self) -> "TrialResult":
+        return TrialResult(status="done", device=provenance.device_name(self.device),
+                           precision="fp32",
+                           params=sum(p.numel() for p in self.task.model.parameters()),
+                           dataset_fingerprint=self.task.fingerprint)
 
-    if not path.exists():
-        return 0, []
-    ckpt = load_checkpoint(path, map_location=device)
-    if ckpt.get("spec_hash") != spec.hash:
-        raise CheckpointError(f"checkpoint {path} belongs to trial {ckpt.get('spec_hash')}, "
-                              f"not {spec.hash}")
-    task.model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    return int(ckpt["epoch"]), list(ckpt["history"])
+    def train_batches(self, epoch: int) -> Iterator[Any]:
+        torch.manual_seed(self.spec.seed * 100_003 + epoch)  # dropout etc.: same per epoch on resume
+        gen = torch.Generator().manual_seed(self.spec.seed * 100_003 + epoch)
+        self.task.model.train()
+        return self.task.train_batches(epoch, gen)
 
+    def step(self, it: int, batch: Any) -> torch.Tensor:
+        self.schedule.apply(self.optimizer, it)
+        loss = self.task.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
-def run_transfer(spec: "TrialSpec", opts: "TrainOptions | None" = None,
-                 on_epoch: Callable[[dict[str, float]], None] | None = None) -> "TrialResult":
-    """Fine-tune and evaluate one transfer trial (fp32, seeded). Bad settings or a missing
-    backbone raise HarnessError before any compute; a NaN/inf loss ends it as 'diverged'."""
-    from harness import provenance
-    from harness.trainer import TrainOptions, TrialResult, _finish, pick_device, seed_everything
-    from tricks.lr_schedule import LRSchedule
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
-    opts = opts or TrainOptions()
-    settings = resolve_settings(spec)
-    if not settings["random_init"] and not opts.backbone_ckpt:
-        load_backbone(spec, opts, settings, torch.device("cpu"))  # raises the one-line error
-    t_start = time.perf_counter()
-    device = pick_device(opts.device)
-    threads = opts.threads or (spec.scale_obj.threads_per_trial if device.type == "cpu" else 0)
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(spec.seed)
-    backbone = load_backbone(spec, opts, settings, device)
-    task = build_task(spec, backbone, settings, opts, device)
-    task.model.to(device)
-    params = [p for p in task.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"],
-                                weight_decay=settings["weight_decay"])
-    epochs = int(settings["epochs"])
-    total = epochs * task.iters_per_epoch
-    schedule = LRSchedule(base_lr=float(settings["lr"]), total_iters=total,
-                          warmup_iters=min(int(settings["warmup_iters"]), total // 2), kind="cosine")
-    ckpt_path = Path(opts.checkpoint_dir) / "ckpt.pt" if opts.checkpoint_dir else None
-    start, history = _resume(ckpt_path, task, optimizer, spec, device) if ckpt_path else (0, [])
-    result = TrialResult(status="done", device=provenance.device_name(device), precision="fp32",
-                         params=sum(p.numel() for p in task.model.parameters()),
-                         dataset_fingerprint=task.fingerprint,
-                         checkpoint=str(ckpt_path) if ckpt_path else None)
-    main = MAIN_METRIC[spec.task]
-    metrics: dict[str, float] = {}
-    every = int(settings["eval_every"])
-    for epoch in range(start, epochs):
-        torch.manual_seed(spec.seed * 100_003 + epoch)  # dropout etc.: same per epoch on resume
-        gen = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
-        task.model.train()
-        loss_sum, n_it = 0.0, 0
-        t0 = time.perf_counter()
-        for i, batch in enumerate(task.train_batches(epoch, gen)):
-            lr = schedule.apply(optimizer, epoch * task.iters_per_epoch + i)
-            loss = task.loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach())
-            n_it += 1
-            if not math.isfinite(loss_sum):
-                break
-            if (i + 1) % opts.log_every == 0:
-                opts.log(f"  epoch {epoch + 1} it {i + 1}/{task.iters_per_epoch} "
-                         f"loss {loss_sum / n_it:.4f} lr {lr:.4g}")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        secs = time.perf_counter() - t0
-        mean_loss = loss_sum / max(1, n_it)
-        if not math.isfinite(mean_loss):
-            result.status, result.error = "diverged", f"non-finite loss {mean_loss} in epoch {epoch + 1}"
-            break
-        evaluated = epoch + 1 == epochs or (every > 0 and (epoch + 1) % every == 0)
-        if evaluated:
-            metrics = task.evaluate()
-        row = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
-               "top1": metrics.get(main) if evaluated else None, "top5": None,
-               "img_per_s": n_it * task.batch_size / secs, "epoch_s": secs}
-        history.append(row)
-        shown = " ".join(f"{k} {v:.2f}" for k, v in metrics.items()) if evaluated else ""
-        opts.log(f"{spec.task} epoch {epoch + 1}/{epochs} loss {mean_loss:.4f} {shown} "
-                 f"{row['img_per_s']:.0f} img/s {secs:.1f}s")
-        if ckpt_path:
-            _save(ckpt_path, task, optimizer, epoch + 1, spec, history, settings)
-        if on_epoch:
-            on_epoch(row)
-    if result.status == "done" and not metrics and history:
-        metrics = task.evaluate()  # resumed after the last epoch: evaluate the saved model
-    result = _finish(result, history, epochs, t_start)
-    result.top1 = result.top5 = None  # transfer metrics live in result.metrics
-    result.metrics = metrics
-    return result
+    def evaluate(self, epoch: int) -> dict[str, float | None]:
+        """The task's metric after the last epoch (and every ``eval_every``); the epoch row's
+        top1 column holds the main one (mAP, mIoU), as the store's epoch rows always have."""
+        every = int(self.settings["eval_every"])
+        if not (epoch + 1 == self.epochs or (every > 0 and (epoch + 1) % every == 0)):
+            return {"top1": None, "top5": None}
+        self.metrics = self.task.evaluate()
+        return {"top1": self.metrics.get(MAIN_METRIC[self.spec.task]), "top5": None}
+
+    def finish(self, result: "TrialResult") -> None:
+        if result.status in ("done", "failed") and not self.metrics and result.history:
+            self.metrics = self.task.evaluate()  # resumed after the last epoch: the saved model
+        result.top1 = result.top5 = None  # transfer metrics live in result.metrics
+        result.metrics = dict(self.metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.task.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model_meta": {"task": self.spec.task, "backbone": self.spec.model,
+                               "settings": json.dumps(self.settings, sort_keys=True)}}
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        self.task.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
 
 
-__all__ = ["DEFAULTS", "MAIN_METRIC", "TASKS", "load_backbone", "resolve_settings", "run_transfer"]
+__all__ = ["DEFAULTS", "MAIN_METRIC", "TASKS", "FineTune", "load_backbone", "resolve_settings"]
