@@ -13,6 +13,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness.experiments import Plan
+from harness.models import model_stats
+from harness.store import Store
+from harness.transfer import resolve_settings
 
 GPU_TRAIN_MACS_PER_S = 2669 * 4.1e9 * 3  # H100, FP16, ResNet-50 (DESIGN.md)
 # One AVX2 core per trial, fp32, `local` miniatures: Table 6 on 2026-11-28 trained 1.3e13
@@ -27,8 +30,6 @@ TRANSFER_SECONDS = {"smoke": 5.0, "local": 60.0}  # measured per fine-tune on on
 
 def trial_epochs(plan: Plan, spec) -> int:
     if spec.task != "classification":
-        from harness.transfer import resolve_settings
-
         return int(resolve_settings(spec)["epochs"])
     return plan.scale.epochs(spec.recipe)
 
@@ -53,8 +54,6 @@ def longest_first(plan: Plan, stage: list, macs: dict[str, int | None]) -> list:
 def print_plan(plan: Plan, store_path: str) -> None:
     stored: set[str] = set()
     if Path(store_path).exists():
-        from harness.store import Store
-
         with Store(store_path, readonly=True) as st:
             stored = st.done_hashes([t.hash for t in plan.all_trials()])
     macs = {k: float(v or 0) for k, v in model_macs(plan).items()}
@@ -77,8 +76,6 @@ def print_plan(plan: Plan, store_path: str) -> None:
 
 def model_macs(plan: Plan) -> dict[str, int | None]:
     """Multiply-adds of each model at the scale's size (for Table 5 and compute estimates)."""
-    from harness.models import model_stats
-
     out: dict[str, int | None] = {}
     for spec in plan.all_trials():
         if spec.model not in out:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from harness.data.fingerprint import DataError, InMemoryDataset, channel_stats, fingerprint_arrays
+from harness.errors import unknown
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 LOCAL_DIR = Path("data") / "FashionMNIST" / "raw"  # relative to the working directory
@@ -161,8 +162,6 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None, *,
     ``subset``: the first N images. mean/std: the train split's own (~72.94, ~90.02).
     """
     if split not in FILES:
-        from harness.errors import unknown
-
         raise unknown("split", split, FILES)
     folder = find_fashion_mnist(root)
     images, labels, _ = _read_split(folder, split)

@@ -18,6 +18,7 @@ import torch
 
 from harness.data.augment import PAPER_MEAN, PAPER_STD
 from harness.data.fingerprint import DataError, InMemoryDataset, fingerprint_arrays
+from harness.errors import unknown
 
 NUM_CLASSES = 10
 CHANNELS = 3
@@ -58,8 +59,6 @@ def load_synthetic(split: str, *, subset: int | None = None, seed: int = 0,
     """Synthetic ``split`` ("train": 2048, "test": 512 images by default; ``subset`` sets N,
     larger than the default allowed) as uint8 [N, 3, image_size, image_size], 10 classes."""
     if split not in SIZES:
-        from harness.errors import unknown
-
         raise unknown("split", split, SIZES)
     if image_size < 4:
         raise DataError(f"synthetic image_size={image_size}; expected >= 4 pixels")

@@ -23,9 +23,12 @@ import torch
 from torch import nn
 
 from harness import provenance
+from harness.data import PAPER_MEAN, PAPER_STD, load_in_memory
 from harness.errors import HarnessError
 from harness.models import create_model
 from harness.scales import SCALES
+from harness.transfer.detection import DetectionTask
+from harness.transfer.segmentation import SegmentationTask
 from harness.trial import (TrainOptions, TrialResult, load_classifier, pick_device, seed_everything,
                            set_threads)
 from tricks.lr_schedule import LRSchedule
@@ -141,12 +144,8 @@ def load_backbone(spec: "TrialSpec", opts: "TrainOptions", settings: dict[str, A
 
 def backbone_norm(spec: "TrialSpec", data_root: str | None) -> tuple[list[float], list[float]]:
     """Mean/std (0-255 scale) the backbone's classification trial normalised with."""
-    from harness.data import PAPER_MEAN, PAPER_STD
-
     bspec = spec.backbone or spec
     if bspec.dataset == "fashion_mnist":
-        from harness.data import load_in_memory
-
         ds = load_in_memory("fashion_mnist", "train", data_root, subset=bspec.scale_obj.train_subset)
         return list(ds.mean), list(ds.std)
     return list(PAPER_MEAN), list(PAPER_STD)
@@ -173,11 +172,7 @@ def build_task(spec: "TrialSpec", backbone: nn.Module, settings: dict[str, Any],
     mean, std = backbone_norm(spec, opts.data_root if settings["dataset"] == "composed" else None)
     in_chans = first_conv_in_chans(backbone)
     if spec.task == "detection":
-        from harness.transfer.detection import DetectionTask
-
         return DetectionTask(backbone, in_chans, mean, std, settings, spec.scale, opts.data_root, device)
-    from harness.transfer.segmentation import SegmentationTask
-
     return SegmentationTask(backbone, in_chans, mean, std, settings, spec.scale, opts.data_root, device)
 
 
