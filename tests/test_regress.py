@@ -1,4 +1,4 @@
-"""Tests for the nightly regression gate (harness/regress.py, harness/baseline.py and the
+"""Tests for the nightly regression gate (the harness/regress/ package and the
 ``baseline`` / ``regress`` commands).
 
 Stores are built directly from TrialRecords with chosen numbers (no Ray, no training),
@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from harness import provenance
-from harness import regress as regress_mod
-from harness.baseline import baseline_path, check_name, collect, freeze, load_baseline
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
-from harness.regress import THRESHOLDS, Thresholds, compare, offset_seeds, pooled_sd
+from harness.metrics import main_metric
+from harness.regress import THRESHOLDS, Thresholds, compare, offset_seeds, pooled_sd, regress
+from harness.regress.baseline import (baseline_path, check_name, freeze, load_baseline, read_cells,
+                                      resolve_baseline)
 from harness.scales import get_scale
 from harness.store import Store, TrialRecord
 
@@ -79,7 +80,7 @@ def by_cell(verdicts):
 
 def now_from(path: Path, plan):
     with Store(path, readonly=True) as st:
-        return collect(plan, st)
+        return read_cells(plan, st)
 
 
 def freeze_from(path: Path, plan) -> dict:
@@ -434,9 +435,15 @@ def test_cli_rerun_and_no_train_conflict(work, capsys):
     assert rc == 2 and "--rerun" in err and "--no-train" in err
 
 
-def test_cli_trains_through_orchestrator_then_compares(work, capsys, monkeypatch):
-    """Without --no-train, regress trains the (seed-offset) plan into --store, then compares;
-    --rerun trains into a fresh temporary store so nothing stored is reused."""
+def _gate(plan, train, *, store: str = "s.sqlite", rerun: bool = False):
+    """The gate on ``plan`` against the default smoke baseline, training through ``train``."""
+    baseline = resolve_baseline(TABLE, TABLE, "smoke", None, None)
+    return regress(plan, baseline, store=store, rerun=rerun, train=train)
+
+
+def test_gate_trains_then_compares(work, capsys):
+    """Without no_train, the gate trains the (seed-offset) plan into its store, then compares;
+    rerun trains into a fresh temporary store so nothing stored is reused."""
     fill(work / "s.sqlite", plan_for())
     assert cli(capsys, "baseline", "save", TABLE, "--scale", "smoke", "--store", "s.sqlite")[0] == 0
     calls = []
@@ -444,36 +451,34 @@ def test_cli_trains_through_orchestrator_then_compares(work, capsys, monkeypatch
     def fake_train(plan, store, run_options):
         with Store(store, readonly=True) as st:
             stored = st.done_hashes()
-        calls.append((plan.seeds, store, len(stored)))
+        calls.append((plan.seeds, store, len(stored), run_options))
         todo = [t for ts in plan.trials.values() for t in ts if t.hash not in stored]
         if todo:
             fill(Path(store), plan)
 
-    monkeypatch.setattr(regress_mod, "train_plan", fake_train)
-    rc, out, err = _regress(capsys, "--seed-offset", "3")
-    assert rc == 0, err
-    assert calls[-1] == ([3, 4], "s.sqlite", 36)
+    result = _gate(plan_for(offset=3), fake_train)
+    assert result.exit_code == 0, result.message
+    assert calls[-1] == ([3, 4], "s.sqlite", 36, None)
     with Store(work / "s.sqlite", readonly=True) as st:
         assert len(st.done_hashes()) == 72  # seeds 3-4 were "trained" into the main store
-    rc, out, err = _regress(capsys, "--rerun")
-    assert rc == 0, err
-    seeds, store, n_stored = calls[-1]
+    result = _gate(plan_for(), fake_train, rerun=True)
+    assert result.exit_code == 0, result.message
+    seeds, store, n_stored, _ = calls[-1]
     assert seeds == [0, 1] and store != "s.sqlite" and n_stored == 0  # fresh store: nothing skipped
     assert not Path(store).exists()  # removed after a passing gate
     with Store(work / "s.sqlite", readonly=True) as st:
         assert len(st.done_hashes()) == 72  # the main store was not touched
 
 
-def test_cli_rerun_keeps_store_of_failing_gate(work, capsys, monkeypatch):
-    """When a --rerun gate fails its temporary store is kept and named in the report."""
+def test_gate_rerun_keeps_store_of_failing_gate(work, capsys):
+    """When a rerun gate fails its temporary store is kept and named in the report."""
     plan = plan_for()
     k = victim_index(plan)
     fill(work / "s.sqlite", plan)
     assert cli(capsys, "baseline", "save", TABLE, "--scale", "smoke", "--store", "s.sqlite")[0] == 0
-    monkeypatch.setattr(regress_mod, "train_plan", lambda p, store, o: fill(
-        Path(store), p, status=lambda i, s: "diverged" if i == k else "done"))
-    rc, out, err = _regress(capsys, "--rerun")
-    assert rc == 1 and VICTIM_NAME in err
+    result = _gate(plan, lambda p, store, o: fill(
+        Path(store), p, status=lambda i, s: "diverged" if i == k else "done"), rerun=True)
+    assert result.exit_code == 1 and VICTIM_NAME in result.message
     rep = json.loads(next((work / "reports" / "regress").glob("*.json")).read_text())
     assert Path(rep["kept_store"]).is_file()
     import shutil
@@ -547,11 +552,11 @@ def test_transfer_baselines_gate_the_task_metric():
 
 
 def test_freeze_of_a_transfer_table_records_map(tmp_path):
-    from harness.baseline import gate_metric
-
+    """Table 8's gated metric is mAP (Table 9's mIoU): the frozen baseline names it and holds
+    each seed's value from the trial's extra."""
     plan = make_plan(load_experiment("paper_table8"), get_scale("smoke"), seeds=1)
-    assert gate_metric(plan) == "map"
-    assert gate_metric(make_plan(load_experiment("paper_table9"), get_scale("smoke"), seeds=1)) == "miou"
+    assert main_metric(plan.experiment.kind) == "map"
+    assert main_metric(load_experiment("paper_table9").kind) == "miou"
     path = tmp_path / "s.sqlite"
     with Store(path) as st:
         for (row, col), specs in plan.trials.items():
