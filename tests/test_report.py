@@ -11,8 +11,6 @@ import dataclasses
 import json
 import math
 import statistics
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -265,16 +263,16 @@ def test_figures_are_png_and_linked(table6_report):
 def test_label_smoothing_figure_skipped_without_checkpoints(tmp_path):
     """Without checkpoints Figure 4 is not drawn and says why (nothing is raised)."""
     from harness.report.figures import label_smoothing_figure
-    from harness.report.tables import collect
+    from harness.report.tables import load_report_data
 
     store, exp = table6_store(tmp_path)
-    data = collect(exp, SMOKE, store, seeds=[0, 1])
+    data = load_report_data(exp, SMOKE, store, seeds=[0, 1])
     fig = label_smoothing_figure(data, tmp_path / "fig4.png")
     assert fig is not None and fig.path is None
     assert "skipped: checkpoint of '+ label smoothing'" in fig.notes[0]
     assert not (tmp_path / "fig4.png").exists()
     no_ls = dataclasses.replace(exp, rows=exp.rows[:2])  # Efficient, + cosine decay: no smoothing
-    assert label_smoothing_figure(collect(no_ls, SMOKE, store), tmp_path / "x.png") is None
+    assert label_smoothing_figure(load_report_data(no_ls, SMOKE, store), tmp_path / "x.png") is None
 
 
 def test_index_lists_reports(table6_report):
@@ -356,12 +354,10 @@ def test_design_section_hook(tmp_path, monkeypatch):
         seen["n"] = len(trials_df)
         return "## Factorial analysis\n\nmain effects here\n"
 
-    pkg = types.ModuleType("harness.analysis")
-    mod = types.ModuleType("harness.analysis.designs")
-    mod.design_section = design_section
-    mod.label_trials = lambda plan, df: df
-    monkeypatch.setitem(sys.modules, "harness.analysis", pkg)
-    monkeypatch.setitem(sys.modules, "harness.analysis.designs", mod)
+    from harness.report import markdown
+
+    monkeypatch.setattr(markdown, "design_section", design_section)
+    monkeypatch.setattr(markdown, "label_trials", lambda plan, df: df)
     fexp = dataclasses.replace(exp, design="factorial")
     text = write_report(fexp, SMOKE, str(store), out_dir=tmp_path / "r", figures=False).read_text()
     assert "## Factorial analysis" in text and "main effects here" in text

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.experiments import Experiment
+from harness.report.figures import deltas_figure, label_smoothing_figure, lr_schedule_figure
+from harness.report.index import write_index
+from harness.report.markdown import render
+from harness.report.tables import load_report_data
 from harness.scales import Scale
 
 __all__ = ["write_report", "build_report"]
@@ -22,22 +27,18 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
                  data_root: str | None = None, figures: bool = True) -> tuple[Path, str]:
     """Collect the data, draw the figures (under ``out_dir/<scale>/figures``) and return
     ``(report path, markdown)`` without writing the markdown or the index."""
-    from harness.report import figures as F
-    from harness.report.markdown import render
-    from harness.report.tables import collect
-
-    report_data = collect(exp, scale, store_path, seeds, data=data, data_root=data_root)
+    report_data = load_report_data(exp, scale, store_path, seeds, data=data, data_root=data_root)
     folder = Path(out_dir) / scale.name
     fig_dir = folder / "figures"
     deltas = report_data.deltas("top1") if exp.stacked and "top1" in exp.metrics else []
     figs = []
     if figures and exp.kind == "classification":
-        figs.append(F.lr_schedule_figure(report_data, fig_dir / f"{exp.name}-lr-schedule.png"))
-        ls = F.label_smoothing_figure(report_data, fig_dir / f"{exp.name}-label-smoothing-gap.png")
+        figs.append(lr_schedule_figure(report_data, fig_dir / f"{exp.name}-lr-schedule.png"))
+        ls = label_smoothing_figure(report_data, fig_dir / f"{exp.name}-label-smoothing-gap.png")
         if ls is not None:
             figs.append(ls)
     if figures and deltas:
-        d = F.deltas_figure(report_data, deltas, fig_dir / f"{exp.name}-deltas.png")
+        d = deltas_figure(report_data, deltas, fig_dir / f"{exp.name}-deltas.png")
         if d is not None:
             figs.append(d)
     task = {m: report_data.deltas(m) for m in exp.metrics
@@ -59,8 +60,6 @@ def write_report(exp: Experiment, scale: Scale, store_path: str | Path,
     ``figures=False`` skips drawing (the markdown then has no figure section).
     Raises HarnessError (one line) for a missing or unreadable store.
     """
-    from harness.report.index import write_index, write_text_atomic
-
     path, text = build_report(exp, scale, store_path, seeds, out_dir, data=data, data_root=data_root,
                               figures=figures)
     write_text_atomic(path, text)

@@ -16,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.designs import design_section, label_trials
+from harness.metrics import METRIC_NAMES
 from harness.report.figures import Figure
 from harness.report.stats import VERDICTS
 from harness.report.tables import (
-    METRIC_NAMES,
     Delta,
     ReportData,
     delta_table,
@@ -70,7 +71,7 @@ def _distinct(df: pd.DataFrame, col: str) -> str:
 
 def provenance(data: ReportData) -> list[list[str]]:
     """Where the numbers come from: code, libraries, hardware, data, dates, compute."""
-    recs = [r for r in (data.records.get(s.hash) for s in data.plan.all_trials()) if r]
+    recs = [r for r in (data.trials.get(s.hash) for s in data.plan.all_trials()) if r]
     df = pd.DataFrame(recs)
     c = data.counts()
     if df.empty:
@@ -118,12 +119,8 @@ def _figure_md(fig: Figure, rel: str) -> list[str]:
 
 
 def design_markdown(data: ReportData) -> str | None:
-    """The designed-experiment section (factorial / leave-one-out), when its module exists."""
+    """The designed-experiment section (factorial / leave-one-out)."""
     if data.exp.design not in ("factorial", "loo"):
-        return None
-    try:
-        from harness.analysis.designs import design_section, label_trials
-    except ImportError:
         return None
     try:
         return design_section(data.exp, label_trials(data.plan, data.trials_df))

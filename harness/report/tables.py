@@ -1,11 +1,10 @@
-"""The data behind a report: the plan's trials looked up in the store (by spec hash), the
-paper's numbers, and the tables in the paper's layout (rows x columns, ours beside paper).
-
-Trials are matched by :attr:`TrialSpec.hash` only, never by labels: tables share trials
-(Table 4's last row is Table 5's first), and a stored label names whichever table ran it.
+"""The data behind a report: the plan's trials read back from the store by spec hash
+(:mod:`harness.results`), the paper's numbers, and the tables in the paper's layout (rows x
+columns, ours beside paper).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -20,18 +19,14 @@ from tabulate import tabulate
 from harness.errors import HarnessError
 from harness.experiments import Experiment, Plan, load_experiment, make_plan
 from harness.report.stats import finite, mean_ci, paired_delta, verdict
+from harness.results import metric_value, read_trials
 from harness.scales import Scale
 from harness.spec import TrialSpec
-from harness.store import Store
+from harness.store import Store, TrialRecord
 
 PAPER_DATA = Path(__file__).resolve().parent.parent / "paper_data.yaml"
 FIG3_TABLE, FIG3_ROWS = "paper_table6", ("Efficient", "+ cosine decay")
 
-METRIC_NAMES = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)",
-                "epoch_s": "Time per epoch", "img_per_s": "Training throughput (images/s)",
-                "params": "Parameters", "macs": "MACs (the paper's 'FLOPs')",
-                "map": "mAP (%)", "pixacc": "Pixel accuracy (%)", "miou": "mIoU (%)"}
-STORE_COLUMN = {"img_per_s": "train_img_per_s"}  # metric -> trials column (else same name)
 NOT_DONE = "not run"
 
 
@@ -142,10 +137,6 @@ def short_error(err: Any, limit: int = 80) -> str:
 
 
 # ---- trials of a cell -------------------------------------------------------------------
-def _clean(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
-
-
 @dataclass
 class CellData:
     """One table cell: its trials (one per seed) and what the store holds for each."""
@@ -153,13 +144,8 @@ class CellData:
     row: str
     column: str
     specs: list[TrialSpec]
-    records: list[dict[str, Any] | None]
-    backbone_records: list[dict[str, Any] | None] = field(default_factory=list)
-
-    def metric_value(self, rec: dict[str, Any], metric: str) -> float | None:
-        col = STORE_COLUMN.get(metric, metric)
-        value = rec.get(col) if col in rec else (rec.get("extra") or {}).get(metric)
-        return float(value) if finite(value) else None
+    records: list[TrialRecord | None]
+    backbone_records: list[TrialRecord | None] = field(default_factory=list)
 
     def values(self, metric: str) -> dict[int, float]:
         """seed -> value, over the trials stored as done."""
@@ -168,24 +154,24 @@ class CellData:
         if metric in ("top1", "top5") and any(self.backbone_records):
             records = self.backbone_records  # transfer tables: the backbone's ImageNet-style top-1
         for spec, rec in zip(self.specs, records):
-            if rec is not None and rec.get("status") == "done":
-                v = self.metric_value(rec, metric)
-                if v is not None:
+            if rec is not None and rec.status == "done":
+                v = metric_value(rec, metric)
+                if finite(v):
                     out[spec.seed] = v
         return out
 
     def counts(self) -> dict[str, int]:
         c = {"done": 0, "failed": 0, "diverged": 0, "missing": 0}
         for rec in self.records:
-            c[rec.get("status", "missing") if rec else "missing"] += 1
+            c[rec.status if rec else "missing"] += 1
         return c
 
     def reason(self) -> str:
         """Why the cell has no number: 'not run', 'failed: <error>' or 'diverged'."""
-        failed = [r for r in self.records if r and r.get("status") == "failed"]
+        failed = [r for r in self.records if r and r.status == "failed"]
         if failed:
-            return f"failed: {short_error(failed[0].get('error'))}"
-        if any(r and r.get("status") == "diverged" for r in self.records):
+            return f"failed: {short_error(failed[0].error)}"
+        if any(r and r.status == "diverged" for r in self.records):
             return "diverged"
         return NOT_DONE
 
@@ -219,7 +205,7 @@ class ReportData:
     exp: Experiment
     scale: Scale
     plan: Plan
-    records: dict[str, dict[str, Any]]  # spec hash -> stored trial (plan + figure trials)
+    trials: dict[str, TrialRecord]  # spec hash -> stored trial (plan + figure trials)
     epochs: pd.DataFrame  # epoch rows of those trials
     trials_df: pd.DataFrame  # the plan's stored trials (for design analyses)
     data_root: str | None = None
@@ -229,8 +215,14 @@ class ReportData:
     def __post_init__(self) -> None:
         for (row, col), specs in self.plan.trials.items():
             self.cells[(row, col)] = CellData(
-                row, col, specs, [self.records.get(s.hash) for s in specs],
-                [self.records.get(s.backbone.hash) if s.backbone else None for s in specs])
+                row, col, specs, [self.trials.get(s.hash) for s in specs],
+                [self.trials.get(s.backbone.hash) if s.backbone else None for s in specs])
+
+    @functools.cached_property
+    def records(self) -> dict[str, dict[str, Any]]:
+        """:attr:`trials` as plain dicts (field -> value), for harness/report/figures.py
+        until it reads :attr:`trials`."""
+        return {h: dataclasses.asdict(rec) for h, rec in self.trials.items()}
 
     # -- paper --------------------------------------------------------------------------
     def paper_value(self, row_index: int, column_index: int, metric: str) -> Any:
@@ -250,14 +242,14 @@ class ReportData:
         return i - 1 if i > 0 else None
 
     # -- trials -------------------------------------------------------------------------
-    def trial_status(self) -> list[tuple[TrialSpec, dict[str, Any] | None]]:
-        return [(s, self.records.get(s.hash)) for s in self.plan.all_trials()]
+    def trial_status(self) -> list[tuple[TrialSpec, TrialRecord | None]]:
+        return [(s, self.trials.get(s.hash)) for s in self.plan.all_trials()]
 
     def counts(self) -> dict[str, int]:
         c = {"total": 0, "done": 0, "failed": 0, "diverged": 0, "missing": 0}
         for _, rec in self.trial_status():
             c["total"] += 1
-            c[rec.get("status", "missing") if rec else "missing"] += 1
+            c[rec.status if rec else "missing"] += 1
         return c
 
     def deltas(self, metric: str = "top1") -> list[Delta]:
@@ -288,9 +280,10 @@ def _stored_dataset(store: Store, exp: Experiment, scale: Scale) -> str | None:
     return str(df.sort_values("finished_at")["data"].iloc[-1])
 
 
-def collect(exp: Experiment, scale: Scale, store_path: str | Path, seeds: list[int] | None = None,
-            data: str | None = None, data_root: str | None = None) -> ReportData:
-    """Build the plan (as ``run`` did) and read its trials from the store by spec hash."""
+def load_report_data(exp: Experiment, scale: Scale, store_path: str | Path,
+                     seeds: list[int] | None = None, data: str | None = None,
+                     data_root: str | None = None) -> ReportData:
+    """Build the plan (as ``run`` did) and read its trials (and Figure 3's) from the store."""
     if not Path(store_path).is_file():
         raise HarnessError(f"no results store at {store_path}; run the table first "
                            "(python -m harness run ...) or pass --store PATH")
@@ -307,12 +300,11 @@ def collect(exp: Experiment, scale: Scale, store_path: str | Path, seeds: list[i
             except HarnessError:
                 fig3 = None
         extra = [t.hash for ts in (fig3.trials.values() if fig3 else []) for t in ts]
-        all_hashes = list(dict.fromkeys(hashes + extra))
-        df = store.trials_df(spec_hash=all_hashes)
-        epochs = store.epochs_df(df["spec_hash"].tolist())
-    records = {r["spec_hash"]: _clean(r) for r in df.to_dict("records")}
+        stored = read_trials(store, hashes + extra)
+        epochs = store.epochs_df(list(stored.records))
+    df = stored.frame
     plan_df = df[df["spec_hash"].isin(set(hashes))].reset_index(drop=True)
-    return ReportData(exp=exp, scale=scale, plan=plan, records=records, epochs=epochs,
+    return ReportData(exp=exp, scale=scale, plan=plan, trials=stored.records, epochs=epochs,
                       trials_df=plan_df, data_root=data_root, fig3_plan=fig3)
 
 
@@ -397,17 +389,17 @@ def not_done_table(data: ReportData) -> str | None:
     """Every trial of the plan without a result: hash prefix, row, column, seed, why."""
     rows = []
     for spec, rec in data.trial_status():
-        if rec is not None and rec.get("status") == "done":
+        if rec is not None and rec.status == "done":
             continue
         if rec is None:
             status, why = "missing", "not in the store (not run yet)"
             if spec.teacher is not None:
-                t = data.records.get(spec.teacher.hash)
-                if t is None or t.get("status") != "done":
+                t = data.trials.get(spec.teacher.hash)
+                if t is None or t.status != "done":
                     why += f"; its teacher {spec.teacher.hash[:8]} is not done either"
         else:
-            status = rec.get("status")
-            why = short_error(rec.get("error"), 200) if rec.get("error") else status
+            status = rec.status
+            why = short_error(rec.error, 200) if rec.error else status
         rows.append([spec.hash[:8], spec.row, spec.column, spec.seed, status, why])
     if not rows:
         return None
