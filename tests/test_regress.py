@@ -486,6 +486,21 @@ def test_gate_rerun_keeps_store_of_failing_gate(work, capsys):
     shutil.rmtree(Path(rep["kept_store"]).parent)
 
 
+def test_train_plan_trains_into_the_gates_store(monkeypatch):
+    """The default training hands the orchestrator the caller's RunOptions with the gate's
+    store (a temporary one under rerun) in place of their own."""
+    pytest.importorskip("ray.tune")
+    from harness import orchestrator
+    from harness.regress import train_plan
+
+    seen = []
+    monkeypatch.setattr(orchestrator, "run_plan", lambda plan, opts, argv=None: seen.append(opts))
+    plan = plan_for()
+    train_plan(plan, "gate.sqlite", orchestrator.RunOptions(store="other.sqlite", max_concurrent=3))
+    train_plan(plan, "gate.sqlite")
+    assert [(o.store, o.max_concurrent) for o in seen] == [("gate.sqlite", 3), ("gate.sqlite", None)]
+
+
 # ---- end to end (trains; Ray) -----------------------------------------------------------
 EXP = """\
 name: regress_e2e
