@@ -17,7 +17,7 @@ METRIC_NAMES = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)",
                 "map": "mAP (%)", "pixacc": "Pixel accuracy (%)", "miou": "mIoU (%)"}
 
 # A metric whose trials column has another name (the others are columns of the same name,
-# or, for the transfer tasks' metrics, keys of the trial's ``extra``).
+# or, for a task's own metrics such as map and miou, keys of the trial's ``metrics``).
 STORE_COLUMN = {"img_per_s": "train_img_per_s"}
 
 # The metric a task is judged by: top-1 for classification, the task's own metric for the

@@ -20,7 +20,7 @@ from harness.store import Store, TrialRecord
 
 __all__ = ["StoredTrials", "read_trials", "metric_value"]
 
-COLUMNS = tuple(f.name for f in fields(TrialRecord) if f.name not in ("epochs_rows", "extra"))
+COLUMNS = tuple(f.name for f in fields(TrialRecord) if f.name not in ("epochs_rows", "extra", "metrics"))
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def _value(v: Any) -> Any:
 
 def _record(row: dict[str, Any]) -> TrialRecord:
     rec = TrialRecord(**{c: _value(row.get(c)) for c in COLUMNS})
-    rec.extra = row.get("extra") or {}
+    rec.extra, rec.metrics = row.get("extra") or {}, row.get("metrics") or {}
     return rec
 
 
@@ -49,6 +49,6 @@ def read_trials(store: Store, hashes: Iterable[str]) -> StoredTrials:
 
 def metric_value(rec: TrialRecord, metric: str) -> float | None:
     """``rec``'s value of ``metric``: a trials column (top1, img_per_s, params, ...) or, for a
-    transfer task's own metric (map, miou, ...), its ``extra``; None when it has no number."""
+    task's own metric (map, miou, ...), its ``metrics``; None when it has no number."""
     column = STORE_COLUMN.get(metric, metric)
-    return number(getattr(rec, column) if column in COLUMNS else (rec.extra or {}).get(metric))
+    return number(getattr(rec, column) if column in COLUMNS else (rec.metrics or {}).get(metric))

@@ -568,7 +568,7 @@ def test_transfer_baselines_gate_the_task_metric():
 
 def test_freeze_of_a_transfer_table_records_map(tmp_path):
     """Table 8's gated metric is mAP (Table 9's mIoU): the frozen baseline names it and holds
-    each seed's value from the trial's extra."""
+    each seed's value from the trial's metrics."""
     plan = make_plan(load_experiment("paper_table8"), get_scale("smoke"), seeds=1)
     assert main_metric(plan.experiment.kind) == "map"
     assert main_metric(load_experiment("paper_table9").kind) == "miou"
@@ -579,7 +579,7 @@ def test_freeze_of_a_transfer_table_records_map(tmp_path):
                 st.put_trial(TrialRecord(spec_hash=spec.hash, run_id="r", table_name=spec.table,
                                          row_label=row, column_label=col, model=spec.model,
                                          recipe_json="{}", scale="smoke", seed=spec.seed, data="x",
-                                         status="done", extra={"map": 50.0 + len(row)}))
+                                         status="done", metrics={"map": 50.0 + len(row)}))
         frozen = freeze(plan, st)
     assert frozen["metric"] == "map"
     first = frozen["cells"][0]

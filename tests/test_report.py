@@ -2,8 +2,8 @@
 
 Each test builds a small fake store in tmp_path from a real plan (made-up numbers, a few
 trials failed, diverged or missing), writes the report there and reads the markdown back.
-No training and no Ray: a report only reads the store (and, for Figure 4, two tiny
-checkpoints made here).
+No training and no Ray: a report only reads the store (Figure 4 included: it draws the
+logit gaps a trial stores when it finishes).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def record(spec, status="done", **kw) -> TrialRecord:
     return TrialRecord(**base)
 
 
-def table6_store(tmp_path: Path, checkpoints: dict | None = None) -> tuple[Path, object]:
+def table6_store(tmp_path: Path, gaps: dict | None = None) -> tuple[Path, object]:
     """Store with every Table 6 trial (2 seeds) except the FAILED/MISSING/DIVERGED cells."""
     exp = load_experiment("paper_table6")
     plan = make_plan(exp, SMOKE, seeds=2)
@@ -78,14 +78,14 @@ def table6_store(tmp_path: Path, checkpoints: dict | None = None) -> tuple[Path,
                 top1 = HAND.get((row, spec.seed)) if col == "ResNet-50-D" else None
                 if top1 is None:
                     top1 = 60.0 + 2 * rows.index(row) + cols.index(col) + 0.3 * spec.seed
-                ckpt = (checkpoints or {}).get((row, col, spec.seed))
+                gap = (gaps or {}).get((row, col, spec.seed))
                 epochs = [{"epoch": 1, "loss": 2.0, "lr": 0.1, "top1": top1 - 5, "top5": 80.0},
                           {"epoch": 2, "loss": 1.5, "lr": 0.01, "top1": top1, "top5": 85.0}]
                 # one trial was stored by another table under other labels: it must still count
                 other = {"table_name": "paper_table8", "row_label": "elsewhere"} \
                     if (row, col, spec.seed) == ("Efficient", "MobileNet", 0) else {}
-                st.put_trial(record(spec, top1=top1, top5=top1 + 20, checkpoint=ckpt,
-                                    epochs_rows=epochs, **other))
+                st.put_trial(record(spec, top1=top1, top5=top1 + 20, epochs_rows=epochs,
+                                    metrics={"logit_gap": gap} if gap else {}, **other))
         # a trial with Table 6's labels but another hash (another scale): must be ignored
         stray = dataclasses.replace(plan.trials[("Efficient", "ResNet-50-D")][0], scale="local")
         st.put_trial(record(stray, top1=99.99, top5=99.99))
@@ -112,30 +112,20 @@ def delta_row(text: str, row: str, column: str) -> list[str]:
     return next(r for r in table if r[0] == row and r[2] == column)
 
 
-def _tiny_checkpoint(spec, path: Path) -> str:
-    """A freshly initialised model of ``spec`` saved as the trainer does (weights only)."""
-    import torch
-
-    from harness.checkpoint import save_atomic
-    from harness.trainer import build_model
-
-    torch.manual_seed(spec.seed)
-    model, meta = build_model(spec, 10, 3, torch.device("cpu"))
-    save_atomic({"model": model.state_dict(), "model_meta": meta}, path)
-    return str(path)
+def _gap_summary(mean: float) -> dict:
+    """A logit-gap summary as a classification trial stores it (128 smoke test images)."""
+    return {"classes": 10, "n": 128, "mean": mean,
+            "quantiles": [round(mean - 1 + 2 * i / 100, 4) for i in range(101)]}
 
 
 @pytest.fixture(scope="module")
 def table6_report(tmp_path_factory):
-    """The Table 6 report written once from the fake store, with the two seed-0 checkpoints
-    Figure 4 needs ('+ cosine decay' and '+ label smoothing', ResNet-50-D)."""
+    """The Table 6 report written once from the fake store, with the two seed-0 logit-gap
+    summaries Figure 4 needs ('+ cosine decay' and '+ label smoothing', ResNet-50-D)."""
     tmp = tmp_path_factory.mktemp("t6")
-    plan = make_plan(load_experiment("paper_table6"), SMOKE, seeds=2)
-    ckpts = {}
-    for row in ("+ cosine decay", "+ label smoothing"):
-        spec = plan.trials[(row, "ResNet-50-D")][0]
-        ckpts[(row, "ResNet-50-D", 0)] = _tiny_checkpoint(spec, tmp / f"{spec.hash}.pt")
-    store, exp = table6_store(tmp, ckpts)
+    gaps = {("+ cosine decay", "ResNet-50-D", 0): _gap_summary(6.0),
+            ("+ label smoothing", "ResNet-50-D", 0): _gap_summary(3.0)}
+    store, exp = table6_store(tmp, gaps)
     out = tmp / "reports"
     path = write_report(exp, SMOKE, str(store), seeds=[0, 1], out_dir=out)
     return path, path.read_text(), out, exp
@@ -253,15 +243,15 @@ def test_figures_are_png_and_linked(table6_report):
         assert png.read_bytes()[:8] == PNG_MAGIC
         assert f"](figures/{name})" in text
     assert not [p for p in (out / "smoke" / "figures").iterdir() if p.name.startswith(".")]
-    # Figure 4 evaluated both checkpoints on the 128 smoke test images
+    # Figure 4 drew both trials' stored gaps (128 smoke test images)
     from tricks.label_smoothing import theoretical_gap
 
     assert "mean gap on the 128 test images" in text
     assert f"theory {theoretical_gap(0.1, 10):.2f} for K=10" in text
 
 
-def test_label_smoothing_figure_skipped_without_checkpoints(tmp_path):
-    """Without checkpoints Figure 4 is not drawn and says why (nothing is raised)."""
+def test_label_smoothing_figure_skipped_without_stored_gaps(tmp_path):
+    """Without stored logit gaps Figure 4 is not drawn and says why (nothing is raised)."""
     from harness.report.figures import label_smoothing_figure
     from harness.report.tables import load_report_data
 
@@ -269,7 +259,8 @@ def test_label_smoothing_figure_skipped_without_checkpoints(tmp_path):
     data = load_report_data(exp, SMOKE, store, seeds=[0, 1])
     fig = label_smoothing_figure(data, tmp_path / "fig4.png")
     assert fig is not None and fig.path is None
-    assert "skipped: checkpoint of '+ label smoothing'" in fig.notes[0]
+    assert "skipped: trial '+ label smoothing'" in fig.notes[0]
+    assert "stored without logit gaps" in fig.notes[0]
     assert not (tmp_path / "fig4.png").exists()
     no_ls = dataclasses.replace(exp, rows=exp.rows[:2])  # Efficient, + cosine decay: no smoothing
     assert label_smoothing_figure(load_report_data(no_ls, SMOKE, store), tmp_path / "x.png") is None
@@ -400,7 +391,7 @@ def test_transfer_report_has_task_metric_deltas(tmp_path):
         for (row, _), specs in plan.trials.items():
             for spec in specs:
                 m = miou.get((row, spec.seed), 30.0)
-                st.put_trial(record(spec, extra={"miou": m, "pixacc": 80.0}))
+                st.put_trial(record(spec, metrics={"miou": m, "pixacc": 80.0}))
     text = write_report(exp, SMOKE, str(path), out_dir=tmp_path / "r", figures=False).read_text()
     table = md_table(text, "## Each trick vs the row it adds to (mIoU, the transfer task)")
     assert table[0][3:5] == ["Δ mIoU (ours)", "Δ mIoU (paper)"]
