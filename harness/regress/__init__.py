@@ -20,8 +20,8 @@ explains the choices). One module per job:
 """
 from __future__ import annotations
 
-from harness.regress.baseline import (BASELINES_DIR, freeze, load_baseline, read_cells,
-                                      resolve_baseline, save_baseline)
+from harness.regress.baseline import (BASELINES_DIR, baseline_path, check_name, freeze,
+                                      load_baseline, read_cells, resolve_baseline, save_baseline)
 from harness.regress.comparison import (THRESHOLDS, CellVerdict, Thresholds, compare, pooled_sd,
                                         thresholds_for)
 from harness.regress.gate import (EXIT_BAD_INPUT, EXIT_PASS, EXIT_REGRESSION, REPORTS_DIR,
@@ -29,7 +29,7 @@ from harness.regress.gate import (EXIT_BAD_INPUT, EXIT_PASS, EXIT_REGRESSION, RE
 from harness.regress.markdown import render_markdown
 
 __all__ = ["Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "compare", "pooled_sd",
-           "offset_seeds", "BASELINES_DIR", "load_baseline", "save_baseline", "freeze",
-           "read_cells", "resolve_baseline", "regress", "train_plan", "RegressResult",
-           "render_markdown", "write_reports", "REPORTS_DIR", "EXIT_PASS", "EXIT_REGRESSION",
-           "EXIT_BAD_INPUT"]
+           "offset_seeds", "BASELINES_DIR", "baseline_path", "check_name", "load_baseline",
+           "save_baseline", "freeze", "read_cells", "resolve_baseline", "regress", "train_plan",
+           "RegressResult", "render_markdown", "write_reports", "REPORTS_DIR", "EXIT_PASS",
+           "EXIT_REGRESSION", "EXIT_BAD_INPUT"]
