@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.store import TrialRecord
 from harness.atomic import atomic_write
 from harness.report.stats import finite
 from harness.report.tables import Delta, ReportData
@@ -138,9 +139,9 @@ def _ideal_gap(eps: float, k: int, form: str) -> float:
     return theoretical_gap(eps, k)
 
 
-def stored_gaps(rec: dict[str, Any]) -> dict[str, Any] | None:
+def stored_gaps(rec: TrialRecord) -> dict[str, Any] | None:
     """The logit-gap summary the trial stored when it finished (harness.tasks.classification)."""
-    gap = (rec.get("metrics") or {}).get("logit_gap")
+    gap = (rec.metrics or {}).get("logit_gap")
     return gap if isinstance(gap, dict) and gap.get("quantiles") else None
 
 
@@ -159,8 +160,8 @@ def label_smoothing_figure(data: ReportData, path: Path) -> Figure | None:
     specs, gaps = {}, {}
     for label in (row, parent):
         spec = next((s for s in data.plan.trials[(label, col)] if s.seed == 0), None)
-        rec = data.records.get(spec.hash) if spec else None
-        if rec is None or rec.get("status") != "done":
+        rec = data.trials.get(spec.hash) if spec else None
+        if rec is None or rec.status != "done":
             return Figure(title, None, notes=[f"skipped: trial '{label}' / {col} seed 0 has no result "
                                               "in the store"])
         gap = stored_gaps(rec)

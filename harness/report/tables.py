@@ -4,7 +4,6 @@ columns, ours beside paper).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import re
@@ -217,12 +216,6 @@ class ReportData:
             self.cells[(row, col)] = CellData(
                 row, col, specs, [self.trials.get(s.hash) for s in specs],
                 [self.trials.get(s.backbone.hash) if s.backbone else None for s in specs])
-
-    @functools.cached_property
-    def records(self) -> dict[str, dict[str, Any]]:
-        """:attr:`trials` as plain dicts (field -> value), for harness/report/figures.py
-        until it reads :attr:`trials`."""
-        return {h: dataclasses.asdict(rec) for h, rec in self.trials.items()}
 
     # -- paper --------------------------------------------------------------------------
     def paper_value(self, row_index: int, column_index: int, metric: str) -> Any:

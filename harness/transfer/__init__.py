@@ -25,6 +25,7 @@ from torch import nn
 from harness import provenance
 from harness.data import PAPER_MEAN, PAPER_STD, load_in_memory
 from harness.errors import HarnessError
+from harness.metrics import MAIN_METRIC
 from harness.models import create_model
 from harness.scales import SCALES
 from harness.transfer.detection import DetectionTask
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from harness.spec import TrialSpec
 
 TASKS = ("detection", "segmentation")
-MAIN_METRIC = {"detection": "map", "segmentation": "miou"}
 
 # Per task and scale. Local budgets: one fine-tune ~30-60 s on one CPU thread (docs/transfer.md).
 _COMMON = {"momentum": 0.9, "weight_decay": 1e-4, "warmup_iters": 50, "random_init": False,
@@ -254,4 +254,4 @@ class FineTune:
         self.optimizer.load_state_dict(ckpt["optimizer"])
 
 
-__all__ = ["DEFAULTS", "MAIN_METRIC", "TASKS", "FineTune", "load_backbone", "resolve_settings"]
+__all__ = ["DEFAULTS", "TASKS", "FineTune", "load_backbone", "resolve_settings"]
