@@ -79,3 +79,35 @@ def test_named_recipes_are_unchanged():
 def test_one_trick_on_the_baseline_is_detected_alone(trick):
     """Each grid trick's recipe change switches on that trick and no other."""
     assert Recipe().replace(**GRID_TRICKS[trick]).tricks() == [trick]
+
+
+def test_registry_holds_the_grid_table_and_paper_order():
+    """tricks/registry.py gives the grid exactly main's trick table, in the paper's order."""
+    from harness.experiments.grid import PAPER_ORDER as GRID_ORDER
+    from tricks.registry import GRID_TRICKS as REGISTRY_GRID
+
+    assert {name: dict(t.recipe) for name, t in REGISTRY_GRID.items()} == GRID_TRICKS
+    assert GRID_ORDER == PAPER_ORDER
+
+
+def test_every_registered_trick_turns_on_alone():
+    """Each trick's recipe change, applied to the baseline, switches on that trick only
+    (its ``is_on`` agrees with its ``recipe``), distillation included."""
+    from tricks.registry import TRICKS
+
+    for trick in TRICKS:
+        assert Recipe().replace(**trick.recipe).tricks() == [trick.name], trick.name
+
+
+def test_every_trick_module_is_registered():
+    """A ``tricks/<name>.py`` that declares ``TRICK`` has its line in ``registry.TRICKS``."""
+    import importlib
+    import pkgutil
+
+    import tricks
+    from tricks.registry import TRICKS
+
+    declared = {importlib.import_module(f"tricks.{m.name}").TRICK.name
+                for m in pkgutil.iter_modules(tricks.__path__)
+                if hasattr(importlib.import_module(f"tricks.{m.name}"), "TRICK")}
+    assert declared == {t.name for t in TRICKS}

@@ -39,7 +39,7 @@ def load_table(args: argparse.Namespace):
     from harness.experiments import load_experiment
 
     if args.table == "grid":
-        from harness.experiments.designs import grid_experiment
+        from harness.experiments.grid import grid_experiment
 
         return grid_experiment(args.model, args.tricks, args.design, getattr(args, "seeds", None))
     return load_experiment(args.table)
