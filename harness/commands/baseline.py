@@ -9,9 +9,9 @@ import argparse
 import json
 import sys
 
-from harness.baseline import BASELINES_DIR, baseline_path, freeze, save_baseline
 from harness.commands.args import check_counts, dataset, emit_json, json_arg, seeds_args, table_args
 from harness.errors import HarnessError
+from harness.experiments import load_experiment, make_plan
 from harness.scales import get_scale
 
 
@@ -36,9 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def build_plan(args: argparse.Namespace):
     """The table's plan at --scale with --seeds / --seed-offset applied (shared with regress)."""
-    # Lazy: PyYAML (experiments), pandas and tabulate (regress), which `harness train` lacks.
-    from harness.experiments import load_experiment, make_plan
-    from harness.regress import offset_seeds
+    from harness.regress import offset_seeds  # pandas, tabulate
 
     scale = get_scale(args.scale)
     check_counts(args)
@@ -51,7 +49,9 @@ def build_plan(args: argparse.Namespace):
 
 
 def cmd_baseline_save(args: argparse.Namespace) -> int:
-    from harness.store import Store  # pandas
+    # Lazy: the baseline's reader (harness.regress, harness.store) needs pandas.
+    from harness.baseline import baseline_path, freeze, save_baseline
+    from harness.store import Store
 
     plan = build_plan(args)
     path = baseline_path(plan.experiment.name, plan.scale.name, args.name)  # validated first
@@ -73,6 +73,8 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_list(args: argparse.Namespace) -> int:
+    from harness.baseline import BASELINES_DIR  # pandas (see cmd_baseline_save)
+
     files = sorted(BASELINES_DIR.glob("*.json"))
     if not files:
         print(f"no baselines in {BASELINES_DIR}")

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from harness.commands.args import store_arg
+from harness.experiments import load_experiment, make_plan, paper_tables
 from harness.models import MODEL_NAMES, model_stats
 from harness.recipe import NAMED_RECIPES
 from harness.scales import SCALES
@@ -26,8 +27,6 @@ def _models() -> list[dict]:
 
 
 def _tables() -> list[dict]:
-    from harness.experiments import load_experiment, make_plan, paper_tables  # PyYAML
-
     out = []
     for name in paper_tables():
         exp = load_experiment(name)

@@ -39,8 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    # Lazy: harness.regress reads its reports' tables with pandas and tabulate.
-    from harness.regress import EXIT_PASS, regress, resolve_baseline
+    from harness.regress import EXIT_PASS, regress, resolve_baseline  # pandas, tabulate
 
     plan = build_plan(args)
     # The baseline is checked before anything trains: a missing one costs nothing.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness.commands.args import check_counts, dataset, seeds_args, table_args
 from harness.errors import HarnessError
+from harness.experiments import load_experiment
 from harness.scales import get_scale
 
 
@@ -23,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    # Lazy: PyYAML (experiments), pandas and matplotlib (report), which `harness train` lacks.
-    from harness.experiments import load_experiment
-    from harness.report import write_report
+    from harness.report import write_report  # pandas, matplotlib
 
     if args.table == "grid":
         raise HarnessError("grid reports come from `python -m harness run grid --model M --tricks "

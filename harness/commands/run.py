@@ -7,6 +7,8 @@ from dataclasses import asdict
 
 from harness.commands.args import (check_counts, cluster_args, dataset, emit_json, json_arg,
                                    loading_args, run_options, seeds_args, table_args)
+from harness.experiments import load_experiment, make_plan
+from harness.experiments.grid import grid_experiment
 from harness.ray_env import check_address
 from harness.scales import get_scale
 
@@ -31,20 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_table(args: argparse.Namespace):
-    # harness.experiments reads YAML, harness.experiments.grid names the models: neither is
-    # needed to build the parser, and `harness train` must run without PyYAML.
-    from harness.experiments import load_experiment
-    from harness.experiments.grid import grid_experiment
-
     if args.table == "grid":
         return grid_experiment(args.model, args.tricks, args.design, getattr(args, "seeds", None))
     return load_experiment(args.table)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # Lazy: PyYAML (experiments), tabulate (estimate), pandas (store, report), Ray (orchestrator).
-    from harness.experiments import make_plan
-
     scale = get_scale(args.scale)
     check_counts(args)
     if args.address and not args.dry_run:
@@ -52,18 +46,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = load_table(args)
     plan = make_plan(exp, scale, args.seeds, data=dataset(args, exp))
     if args.dry_run:
-        from harness.estimate import print_plan
+        from harness.estimate import print_plan  # tabulate
 
         print_plan(plan, args.store)
         return 0
-    from harness.orchestrator import run_plan
-    from harness.store import Store
+    from harness.orchestrator import run_plan  # Ray
+    from harness.store import Store  # pandas
 
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     summary = run_plan(plan, run_options(args), argv=sys.argv)
     report = None
     if not args.no_report:
-        from harness.report import write_report
+        from harness.report import write_report  # pandas, matplotlib
 
         report = str(write_report(exp, scale, args.store, seeds=plan.seeds,
                                   data=dataset(args, exp), data_root=args.data_root))

@@ -24,7 +24,7 @@ from itertools import product
 from typing import Any, Mapping
 
 from harness.errors import HarnessError, unknown
-from harness.experiments.schema import DESIGNS, Experiment, check_design, parse_experiment
+from harness.experiments.schema import DESIGNS, Experiment, parse_experiment
 from harness.models import MODEL_NAMES
 from tricks.registry import BY_NAME, GRID_TRICKS, recipe_changes
 
@@ -133,8 +133,8 @@ def grid_data(model: str | None, tricks: str | list[str] | None, design: str,
 def grid_experiment(model: str | None, tricks: str | list[str] | None, design: str,
                     seeds: int | None = None) -> Experiment:
     """``run grid``: a factorial, leave-one-out or stacked experiment over ``tricks``."""
-    data = grid_data(model, tricks, design, seeds)
-    return check_design(parse_experiment(data, src=f"grid --design {design}"))
+    # parse_experiment runs check_design, as for a file
+    return parse_experiment(grid_data(model, tricks, design, seeds), src=f"grid --design {design}")
 
 
 def design_factors(exp: Experiment) -> dict[str, dict[str, int]]:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from harness.errors import HarnessError
 from harness.models import MODEL_NAMES
 from harness.recipe import NAMED_RECIPES, Recipe, coerce_fields, named_recipe
@@ -303,6 +301,8 @@ def _check_cells(exp: Experiment, src: str) -> None:
 
 def read_experiment_file(path: Path) -> Experiment:
     """Parse a .yaml/.yml (safe_load) or .toml (tomllib) file; no code is ever executed."""
+    import yaml  # here, not at the top: `harness train` imports this package and needs no PyYAML
+
     src = str(path)
     if not path.is_file():
         raise ExperimentError(f"{src}: experiment file not found")
