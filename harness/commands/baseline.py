@@ -49,8 +49,8 @@ def build_plan(args: argparse.Namespace):
 
 
 def cmd_baseline_save(args: argparse.Namespace) -> int:
-    # Lazy: the baseline's reader (harness.regress, harness.store) needs pandas.
-    from harness.baseline import baseline_path, freeze, save_baseline
+    # Lazy, as every import of harness.regress or harness.store here: pandas, tabulate.
+    from harness.regress import baseline_path, freeze, save_baseline
     from harness.store import Store
 
     plan = build_plan(args)
@@ -73,7 +73,7 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_list(args: argparse.Namespace) -> int:
-    from harness.baseline import BASELINES_DIR  # pandas (see cmd_baseline_save)
+    from harness.regress import BASELINES_DIR
 
     files = sorted(BASELINES_DIR.glob("*.json"))
     if not files:

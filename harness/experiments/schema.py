@@ -105,7 +105,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 def _name(obj: Any, src: str) -> str:
     """The experiment's name becomes report and Ray folder names: no '/', '..' or other
-    path tricks (same rule as baseline names in harness/baseline.py)."""
+    path tricks (same rule as baseline names in harness/regress/baseline.py)."""
     name = _str(obj, src, "name")
     if not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise _err(src, "name", f"{name!r} is not a safe file name; valid: letters, digits, '_', "
