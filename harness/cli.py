@@ -1,17 +1,19 @@
-"""Command line: run, train, list, report, regress, baseline, data.
+"""Command line: the parser, ``main`` and the mapping of errors to exit codes.
 
+One module per command in ``harness/commands/`` (their shared flags: ``commands/args.py``).
 Bad input exits with code 2 and one line on stderr naming the bad value and the valid
-choices. Heavy imports (Ray, matplotlib) happen inside the commands that need them, so
-``python -m harness train`` works where only torch and torchvision are installed.
+choices. Heavy imports (Ray, pandas, matplotlib, tabulate, PyYAML) happen inside the
+commands that need them, so ``python -m harness train`` works where only torch and
+torchvision are installed.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Sequence
 
+from harness.commands import register_all
 from harness.compile_cache import COMPILE_CACHE_ENV, default_cache_dir
 from harness.errors import HarnessError
 
@@ -32,31 +34,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
-def _common_run_args(p: argparse.ArgumentParser) -> None:
-    from harness.scales import SCALES
-
-    p.add_argument("--scale", default="local", help=f"one of {', '.join(SCALES)} (default local)")
-    p.add_argument("--store", default="results/harness.sqlite", help="results store (SQLite)")
-    p.add_argument("--data-root", default=None,
-                   help="dataset folder: Fashion-MNIST files, or an ImageFolder (train/ + val/)")
-
-
-def data_loading_args(p: argparse.ArgumentParser) -> None:
-    """How ImageFolder data is decoded (train and run): speed only, never the trial's hash."""
-    p.add_argument("--decode", choices=("workers", "device"), default="workers",
-                   help="ImageFolder decoding: 'workers' = host DataLoader workers with transforms.v2 "
-                   "(default); 'device' = batched JPEG decode and augmentation on the GPU")
-    p.add_argument("--loader-workers", type=int, default=8, metavar="N",
-                   help="DataLoader worker processes per trial for ImageFolder data (default 8)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="harness", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
-    from harness.commands import register_all
-
-    register_all(sub, _common_run_args)
+    register_all(sub)
     return ap
 
 
@@ -77,8 +59,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-def emit_json(obj: object) -> None:
-    """The LAST line of stdout: one JSON object (scripts rely on it)."""
-    sys.stdout.flush()
-    print(json.dumps(obj, default=str), flush=True)

@@ -15,16 +15,21 @@ from conftest import cli_env, harness_cmd, last_json_line
 from harness.models import MODEL_NAMES
 
 RESNET50_D_MACS = 4.3e9  # paper Table 5, ResNet-50-D
+# Dependencies of the other commands: `harness train` runs where only torch and torchvision are.
+NOT_FOR_TRAIN = ("ray", "pandas", "tabulate", "matplotlib", "yaml", "scipy", "statsmodels",
+                 "ruptures", "torchmetrics", "pycocotools")
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
-    """``--help``, ``list models --json`` and ``train`` (with ``import ray`` made to fail)."""
+    """``--help``, ``list models --json`` and ``train`` (with ``import ray`` and every other
+    package beyond torch and torchvision made to fail)."""
     cwd = tmp_path_factory.mktemp("cli")
     no_ray = cwd / "no_ray"
-    (no_ray / "ray").mkdir(parents=True)
-    (no_ray / "ray" / "__init__.py").write_text(
-        "raise ImportError('ray is blocked in this test: the standalone trainer must not need it')\n")
+    for pkg in NOT_FOR_TRAIN:
+        (no_ray / pkg).mkdir(parents=True)
+        (no_ray / pkg / "__init__.py").write_text(
+            f"raise ImportError('{pkg} is blocked in this test: the standalone trainer must not need it')\n")
     jobs = {
         "help": (harness_cmd("--help"), cli_env()),
         "models": (harness_cmd("list", "models", "--json"), cli_env()),
@@ -67,24 +72,53 @@ def test_list_models_json(cli):
 
 def test_train_smoke_prints_json_last_line(cli):
     """``train --model resnet50_d --scale smoke``: the last stdout line is one JSON object
-    with status, top1, top5, epochs, img_per_s, wall_s."""
+    with status, top1, top5, epochs, train_img_per_s, wall_s."""
     proc = cli["train"]
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = last_json_line(proc.stdout)
-    assert {"status", "top1", "top5", "epochs", "img_per_s", "wall_s"} <= set(res)
+    assert {"status", "top1", "top5", "epochs", "train_img_per_s", "wall_s"} <= set(res)
     assert res["status"] == "done" and res["epochs"] == 1
     assert 0 <= res["top1"] <= res["top5"] <= 100
-    assert res["img_per_s"] > 0 and res["wall_s"] > 0
+    assert res["train_img_per_s"] > 0 and res["wall_s"] > 0
 
 
 def test_train_needs_no_ray(cli):
-    """The same ``train`` ran with a ``ray`` package first on PYTHONPATH whose import raises
-    ImportError: the standalone trainer (and its checkpointing) never needs Ray."""
+    """The same ``train`` ran with ``ray`` (and pandas, PyYAML, ... :data:`NOT_FOR_TRAIN`)
+    packages first on PYTHONPATH whose import raises ImportError: the standalone trainer
+    (its parser and its checkpointing included) needs only torch and torchvision."""
     proc = cli["train"]
     assert (cli["no_ray"] / "ray" / "__init__.py").is_file()
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "ray is blocked" not in proc.stderr
+    assert "is blocked" not in proc.stderr
     blocked = subprocess.run([sys.executable, "-c", "import ray"],
                              env=cli_env([str(cli["no_ray"])]), capture_output=True, text=True)
     assert blocked.returncode != 0 and "ray is blocked" in blocked.stderr  # the block works
     assert (Path(cli["cwd"]) / "ckpt" / "ckpt.pt").is_file()
+
+
+def test_cli_default_store_is_the_store_default():
+    """``--store``'s default (written out in harness/commands/args.py so the parser needs no
+    pandas) is harness.store's DEFAULT_STORE."""
+    from harness.commands.args import DEFAULT_STORE
+    from harness.store import DEFAULT_STORE as STORE_DEFAULT
+
+    assert DEFAULT_STORE == STORE_DEFAULT
+
+
+def test_run_and_regress_build_the_same_run_options():
+    """run and regress share their cluster and data flags and turn them into RunOptions in
+    one function: --gpus-per-trial 8 is 8 DDP workers of one GPU each for both."""
+    pytest.importorskip("ray")
+    from harness.cli import build_parser
+    from harness.commands.args import run_options
+
+    flags = ["--gpus-per-trial", "8", "--cpus-per-trial", "2", "--max-failures", "1",
+             "--max-concurrent", "3", "--decode", "device", "--loader-workers", "4",
+             "--data-root", "/data", "--store", "s.sqlite", "--address", "auto"]
+    ap = build_parser()
+    run = run_options(ap.parse_args(["run", "paper_table6", *flags]))
+    regress = run_options(ap.parse_args(["regress", "paper_table6", *flags]))
+    assert run == regress
+    assert (run.workers_per_trial, run.gpus_per_trial, run.cpus_per_trial) == (8, 1.0, 2.0)
+    assert (run.store, run.address, run.max_concurrent, run.max_failures) == ("s.sqlite", "auto", 3, 1)
+    assert (run.train.data_root, run.train.decode, run.train.loader_workers) == ("/data", "device", 4)

@@ -11,10 +11,11 @@ from scipy import stats
 from harness.analysis import design_section, factorial_effects, label_trials, loo_drops
 from harness.errors import HarnessError
 from harness.experiments import ExperimentError, make_plan, parse_experiment, row_recipes
-from harness.experiments.designs import (MAX_FACTORIAL_TRICKS, PAPER_ORDER, TRICKS, check_design,
-                                         grid_experiment)
+from harness.experiments.grid import MAX_FACTORIAL_TRICKS, PAPER_ORDER, grid_experiment
+from harness.experiments.schema import check_design
 from harness.recipe import BASELINE
 from harness.scales import get_scale
+from tricks.registry import GRID_TRICKS
 
 FACTORS = ["A", "B", "C"]
 # Chosen effects (effect = mean(y|+) - mean(y|-)): three mains and one interaction.
@@ -184,7 +185,7 @@ def test_loo_and_stack_grid_shapes():
 
     default = grid_experiment("resnet18", None, "stack", None)
     assert [r.label for r in default.rows][1:] == [f"+ {t}" for t in PAPER_ORDER]
-    assert set(row_recipes(default)[default.rows[-1].label].tricks()) == set(TRICKS)
+    assert set(row_recipes(default)[default.rows[-1].label].tricks()) == set(GRID_TRICKS)
 
 
 @pytest.mark.parametrize("model, tricks, design, needle", [

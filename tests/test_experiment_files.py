@@ -11,7 +11,8 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.experiments import (ExperimentError, load_experiment, make_plan, paper_tables,
                                  read_experiment_file)
-from harness.experiments.designs import check_design, grid_experiment
+from harness.experiments.grid import grid_experiment
+from harness.experiments.schema import check_design
 from harness.scales import get_scale
 
 ROOT = Path(__file__).resolve().parents[1]

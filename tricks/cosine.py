@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["cosine_factor"]
+from tricks.trick import Trick
+
+__all__ = ["cosine_factor", "TRICK"]
+
+TRICK = Trick("cosine", "5.1", {"lr_schedule": "cosine"}, lambda r: r.lr_schedule == "cosine")
 
 
 def cosine_factor(it: int, total_iters: int, warmup_iters: int = 0) -> float:

@@ -12,7 +12,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["distillation_loss"]
+from tricks.trick import Trick
+
+__all__ = ["distillation_loss", "TRICK"]
+
+TRICK = Trick("distill", "5.3", {"distill": True}, lambda r: r.distill,
+              no_grid="needs a teacher trained first (Sec 5.3); write an experiment file "
+                      "with a 'teacher:' row instead (docs/experiments.md)")
 
 _FORMS = ("paper", "gluoncv")
 

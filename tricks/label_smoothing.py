@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["smooth_targets", "soft_cross_entropy", "theoretical_gap"]
+from tricks.trick import Trick
+
+__all__ = ["smooth_targets", "soft_cross_entropy", "theoretical_gap", "TRICK"]
+
+TRICK = Trick("label_smoothing", "5.2", {"label_smoothing": 0.1},
+              lambda r: r.label_smoothing > 0)
 
 _FORMS = ("paper", "uniform")
 

@@ -6,7 +6,12 @@ increase the initial learning rate to 0.1 x b/256."
 """
 from __future__ import annotations
 
-__all__ = ["scaled_lr"]
+from tricks.trick import Trick
+
+__all__ = ["scaled_lr", "TRICK"]
+
+TRICK = Trick("linear_scaling", "3.1", {"batch_size": 1024, "linear_scaling": True},
+              lambda r: r.linear_scaling and r.batch_size != 256)  # at batch 256 it changes nothing
 
 
 def scaled_lr(base_lr: float, batch_size: int, reference_batch: int = 256) -> float:

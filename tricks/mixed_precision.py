@@ -21,7 +21,12 @@ import os
 
 import torch
 
-__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16"]
+from tricks.trick import Trick
+
+__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16", "TRICK"]
+
+TRICK = Trick("fp16", "3.2", {"precision": "fp16"},
+              lambda r: r.precision != "fp32")  # bf16 is low precision too
 
 _PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["sample_lambda", "mix", "mixup_batch"]
+from tricks.trick import Trick
+
+__all__ = ["sample_lambda", "mix", "mixup_batch", "TRICK"]
+
+TRICK = Trick("mixup", "5.4", {"mixup": True, "epochs": 200},  # mixup trains 200 epochs
+              lambda r: r.mixup)
 
 
 def sample_lambda(alpha: float, generator: torch.Generator) -> float:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["param_groups"]
+from tricks.trick import Trick
+
+__all__ = ["param_groups", "TRICK"]
+
+TRICK = Trick("no_bias_decay", "3.1", {"no_bias_decay": True}, lambda r: r.no_bias_decay)
 
 _DECAYED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
 

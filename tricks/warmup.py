@@ -6,7 +6,11 @@ learning rate to be i*eta/m."
 """
 from __future__ import annotations
 
-__all__ = ["warmup_factor"]
+from tricks.trick import Trick
+
+__all__ = ["warmup_factor", "TRICK"]
+
+TRICK = Trick("warmup", "3.1", {"warmup_epochs": 5}, lambda r: r.warmup_epochs > 0)
 
 
 def warmup_factor(it: int, warmup_iters: int) -> float:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["apply_zero_gamma"]
+from tricks.trick import Trick
+
+__all__ = ["apply_zero_gamma", "TRICK"]
+
+TRICK = Trick("zero_gamma", "3.1", {"zero_gamma": True}, lambda r: r.zero_gamma)
 
 
 def apply_zero_gamma(model: nn.Module) -> int:

@@ -25,6 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from harness.errors import HarnessError
+from harness.experiments.grid import design_factors, design_tricks
+from harness.experiments.schema import check_design
 
 CONFIDENCE = 0.95
 EFFECT_COLUMNS = ["term", "kind", "effect", "se", "ci_low", "ci_high", "p_value"]
@@ -201,8 +203,6 @@ def _verdict(lo: float, hi: float, what: str = "") -> str:
 
 
 def _factor_frame(exp: Any, df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    from harness.experiments.designs import design_factors, design_tricks
-
     fmap = design_factors(exp)
     tricks = design_tricks(exp)
     df = df[df["row_label"].isin(fmap)].copy()
@@ -272,8 +272,6 @@ def design_section(exp: Any, trials_df: pd.DataFrame, response: str = "top1",
     """
     if getattr(exp, "design", "table") not in ("factorial", "loo") or trials_df is None:
         return ""
-    from harness.experiments.designs import check_design
-
     check_design(exp)
     df = trials_df
     if "row_label" not in df.columns or response not in df.columns:

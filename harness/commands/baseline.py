@@ -9,10 +9,13 @@ import argparse
 import json
 import sys
 
-DEFAULT_STORE = "results/harness.sqlite"
+from harness.commands.args import check_counts, dataset, emit_json, json_arg, seeds_args, table_args
+from harness.errors import HarnessError
+from harness.experiments import load_experiment, make_plan
+from harness.scales import get_scale
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("baseline", help="freeze stored results as a regression baseline",
                        description="Freeze the stored results of a table into "
                        "results/baselines/<table>-<scale>[-<name>].json for 'harness regress'.")
@@ -22,11 +25,10 @@ def register(sub: argparse._SubParsersAction, common) -> None:
                         "top-1/top-5, images/s, device, spec hashes) plus provenance. Refuses "
                         "when a cell has no done trial.")
     s.add_argument("table", help="paper_table2 .. paper_table9 or PATH.yaml|.toml")
-    common(s)
+    table_args(s)
     s.add_argument("--name", default=None, help="suffix of the file name ([A-Za-z0-9_.-])")
-    s.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the table's/scale's)")
-    s.add_argument("--seed-offset", type=int, default=0, help="use seeds K..K+N-1 (default 0)")
-    s.add_argument("--json", action="store_true", help="last stdout line: a JSON summary")
+    seeds_args(s, offset=True)
+    json_arg(s)
     s.set_defaults(func=cmd_baseline_save)
     ls = bsub.add_parser("list", help="list the baselines in results/baselines")
     ls.set_defaults(func=cmd_baseline_list)
@@ -34,27 +36,21 @@ def register(sub: argparse._SubParsersAction, common) -> None:
 
 def build_plan(args: argparse.Namespace):
     """The table's plan at --scale with --seeds / --seed-offset applied (shared with regress)."""
-    from harness.errors import HarnessError
-    from harness.experiments import load_experiment, make_plan
-    from harness.regress import offset_seeds
-    from harness.scales import get_scale
+    from harness.regress import offset_seeds  # pandas, tabulate
 
     scale = get_scale(args.scale)
-    if args.seeds is not None and args.seeds < 1:
-        raise HarnessError(f"bad --seeds {args.seeds}; valid: an integer >= 1")
-    if args.seed_offset < 0:
-        raise HarnessError(f"bad --seed-offset {args.seed_offset}; valid: an integer >= 0")
+    check_counts(args)
     if args.table == "grid":
         raise HarnessError("baselines need a fixed table: write the grid as an experiment file "
                            "(.yaml/.toml) and pass its path")
     exp = load_experiment(args.table)
-    data = args.data_root if exp.requires_imagefolder and args.data_root else None
-    plan = make_plan(exp, scale, args.seeds, data=data)
+    plan = make_plan(exp, scale, args.seeds, data=dataset(args, exp))
     return offset_seeds(plan, args.seed_offset)
 
 
 def cmd_baseline_save(args: argparse.Namespace) -> int:
-    from harness.baseline import baseline_path, freeze, save_baseline
+    # Lazy, as every import of harness.regress or harness.store here: pandas, tabulate.
+    from harness.regress import baseline_path, freeze, save_baseline
     from harness.store import Store
 
     plan = build_plan(args)
@@ -69,8 +65,6 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
         print(f"warning: {len(partial)} cell(s) frozen with fewer seeds than planned: "
               + "; ".join(partial), file=sys.stderr)
     if args.json:
-        from harness.cli import emit_json
-
         emit_json({"baseline": str(path), "cells": len(data["cells"]), "trials": n_trials})
     else:
         print(f"baseline {path}: {len(data['cells'])} cells, {n_trials} trials "
@@ -79,7 +73,7 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_list(args: argparse.Namespace) -> int:
-    from harness.baseline import BASELINES_DIR
+    from harness.regress import BASELINES_DIR
 
     files = sorted(BASELINES_DIR.glob("*.json"))
     if not files:

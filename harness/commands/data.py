@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from harness.data.ensure import download_fashion_mnist, ensure_fashion_mnist
 
-def register(sub: argparse._SubParsersAction, common) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="check or fetch the datasets")
     p.add_argument("action", choices=("ensure", "download"))
     p.add_argument("--data-root", default=None)
@@ -14,8 +16,6 @@ def register(sub: argparse._SubParsersAction, common) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from harness.data.ensure import download_fashion_mnist, ensure_fashion_mnist
-
     if args.action == "download":
         path = download_fashion_mnist(args.data_root or "data")
     else:

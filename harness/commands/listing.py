@@ -4,28 +4,29 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.commands.args import store_arg
+from harness.experiments import load_experiment, make_plan, paper_tables
+from harness.models import MODEL_NAMES, model_stats
+from harness.recipe import NAMED_RECIPES
+from harness.scales import SCALES
+
 WHAT = ("models", "tables", "scales", "recipes", "runs", "trials")
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list models, tables, scales, recipes, runs or trials")
     p.add_argument("what", choices=WHAT)
     p.add_argument("--json", action="store_true", help="print a JSON array")
-    p.add_argument("--store", default="results/harness.sqlite")
+    store_arg(p)
     p.add_argument("--table", default=None, help="with 'trials': only this table")
     p.set_defaults(func=cmd_list)
 
 
 def _models() -> list[dict]:
-    from harness.models import MODEL_NAMES, model_stats
-
     return [model_stats(name) for name in MODEL_NAMES]
 
 
 def _tables() -> list[dict]:
-    from harness.experiments import load_experiment, make_plan, paper_tables
-    from harness.scales import SCALES
-
     out = []
     for name in paper_tables():
         exp = load_experiment(name)
@@ -41,8 +42,6 @@ def _tables() -> list[dict]:
 
 
 def _scales() -> list[dict]:
-    from harness.scales import SCALES
-
     return [{"name": s.name, "dataset": s.dataset, "image_size": s.image_size, "seeds": s.seeds,
              "epoch_factor": s.epoch_factor, "batch_factor": s.batch_factor,
              "lr_factor": s.lr_factor,
@@ -50,14 +49,12 @@ def _scales() -> list[dict]:
 
 
 def _recipes() -> list[dict]:
-    from harness.recipe import NAMED_RECIPES
-
     return [{"name": k, "tricks": r.tricks(), "lr": r.lr, "batch_size": r.batch_size,
              "epochs": r.epochs} for k, r in NAMED_RECIPES.items()]
 
 
 def _store_rows(args, kind: str) -> list[dict]:
-    from harness.store import Store
+    from harness.store import Store  # pandas
 
     with Store(args.store, readonly=True) as st:
         df = st.runs_df() if kind == "runs" else st.trials_df(**({"table_name": args.table} if args.table else {}))

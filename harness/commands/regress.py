@@ -3,60 +3,55 @@
   python -m harness regress paper_table6 --scale local            # train missing, compare
   python -m harness regress paper_table6 --scale local --rerun    # retrain everything
   python -m harness regress paper_table6 --scale local --no-train # compare stored results
+  python -m harness regress paper_table6 --scale paper --gpus-per-trial 8  # trials as `run` trains them
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from harness.commands.args import (DEFAULT_STORE, cluster_args, emit_json, json_arg, loading_args,
+                                   run_options, seeds_args, table_args)
+from harness.commands.baseline import build_plan
 
-def register(sub: argparse._SubParsersAction, common) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("regress", help="nightly gate: run a table and compare it with its baseline",
                        description="Run TABLE through the orchestrator (stored trials of the same "
                        "spec are reused), compare every cell with the frozen baseline and write "
                        "reports/regress/<table>-<scale>-<stamp>.md/.json. Exit 0: pass, "
                        "1: regression (the cells are named), 2: bad input or no baseline.")
     p.add_argument("table", help="paper_table2 .. paper_table9 or PATH.yaml|.toml")
-    common(p)
+    table_args(p)
     p.add_argument("--baseline", default=None, metavar="FILE",
                    help="baseline file (default results/baselines/<table>-<scale>[-<name>].json)")
     p.add_argument("--name", default=None, help="compare with the baseline saved under this --name")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the table's/scale's)")
-    p.add_argument("--seed-offset", type=int, default=0,
-                   help="use seeds K..K+N-1, e.g. a seed set other than the baseline's (default 0)")
+    seeds_args(p, offset=True)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--rerun", action="store_true",
                       help="retrain every trial into a fresh temporary store (nothing reused)")
     mode.add_argument("--no-train", action="store_true",
                       help="train nothing: compare the results already in --store")
-    p.add_argument("--address", default=None, help="join this Ray cluster (HOST:PORT or auto)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="at most K trials at once")
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="GPUs per trial (default: the orchestrator's choice)")
-    p.add_argument("--json", action="store_true", help="last stdout line: a JSON summary")
+    cluster_args(p)
+    loading_args(p)
+    json_arg(p)
     p.set_defaults(func=cmd_regress)
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from harness.commands.baseline import build_plan
-    from harness.errors import HarnessError
-    from harness.regress import EXIT_PASS, regress, resolve_baseline
+    from harness.regress import EXIT_PASS, regress, resolve_baseline  # pandas, tabulate
 
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise HarnessError(f"bad --max-concurrent {args.max_concurrent}; valid: an integer >= 1")
     plan = build_plan(args)
     # The baseline is checked before anything trains: a missing one costs nothing.
     baseline = resolve_baseline(plan.experiment.name, args.table, plan.scale.name, args.name,
-                                args.baseline, store=args.store)
-    run_options = {"data_root": args.data_root, "address": args.address,
-                   "max_concurrent": args.max_concurrent, "gpus_per_trial": args.gpus_per_trial}
+                                args.baseline, store=args.store, default_store=DEFAULT_STORE)
+    # --no-train starts no trial, so it needs neither Ray nor the cluster flags' checks.
+    opts = None if args.no_train else run_options(args)
     result = regress(plan, baseline, store=args.store, rerun=args.rerun, no_train=args.no_train,
-                     run_options=run_options)
+                     run_options=opts)
     if result.exit_code != EXIT_PASS:
         print(f"regression: {result.message}", file=sys.stderr)
     if args.json:
-        from harness.cli import emit_json
-
         emit_json({k: v for k, v in result.summary.items() if k != "baseline_provenance"})
     else:
         print(result.message)

@@ -2,45 +2,43 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from harness.commands.args import check_counts, dataset, seeds_args, table_args
+from harness.errors import HarnessError
+from harness.experiments import load_experiment
+from harness.scales import get_scale
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write the paper-style report of a table from the store",
                        description="Write reports/<scale>/<table>.md (the paper's layout, ours "
                        "beside the paper's numbers, deltas and verdicts, figures) from the trials "
                        "stored for TABLE, and refresh reports/README.md. Trains nothing.")
     p.add_argument("table", help="paper_table2 .. paper_table9 or PATH.yaml|.toml")
-    common(p)
-    p.add_argument("--seeds", type=int, default=None,
-                   help="seeds per cell the table was run with (default: the scale's)")
+    table_args(p)
+    seeds_args(p, help="seeds per cell the table was run with (default: the scale's)")
     p.add_argument("--out", default="reports", help="reports folder (default reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from harness.errors import HarnessError
-    from harness.experiments import load_experiment
-    from harness.report import write_report
-    from harness.scales import get_scale
+    from harness.report import write_report  # pandas, matplotlib
 
     if args.table == "grid":
         raise HarnessError("grid reports come from `python -m harness run grid --model M --tricks "
                            "T1,T2 ...` (it writes the grid's report); `report` takes a paper table "
                            "or an experiment file")
-    if args.seeds is not None and args.seeds < 1:
-        raise HarnessError(f"bad --seeds {args.seeds}; valid: an integer >= 1")
+    check_counts(args)
     scale = get_scale(args.scale)
     exp = load_experiment(args.table)
     if not Path(args.store).is_file():
         raise HarnessError(f"no results store at {args.store}; run `python -m harness run "
                            f"{args.table} --scale {scale.name}` first or pass --store PATH")
-    data = args.data_root if exp.requires_imagefolder and args.data_root else None
     path = write_report(exp, scale, args.store,
                         seeds=list(range(args.seeds)) if args.seeds else None,
-                        out_dir=args.out, data=data, data_root=args.data_root,
+                        out_dir=args.out, data=dataset(args, exp), data_root=args.data_root,
                         figures=not args.no_figures)
     print(path)
     return 0

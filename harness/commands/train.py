@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import argparse
 
-from harness.errors import HarnessError
+from harness.commands.args import emit_json, loading_args, table_args, train_options
+from harness.errors import HarnessError, unknown
+from harness.models import MODEL_NAMES
+from harness.recipe import named_recipe
+from harness.scales import get_scale
+from harness.spec import TrialSpec
+from harness.trainer import run_trial
 
 
-def register(sub: argparse._SubParsersAction, common) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train and evaluate one model (no Ray needed)",
                        description="Train one trial. Progress goes to stderr; the last line "
-                       "of stdout is one JSON object (status, top1, top5, epochs, img_per_s, wall_s, ...).")
+                       "of stdout is one JSON object (status, top1, top5, epochs, train_img_per_s, wall_s, ...).")
     p.add_argument("--model", required=True, help="a model name (see 'list models')")
     p.add_argument("--recipe", default="baseline", help="a named recipe (see 'list recipes')")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -27,10 +33,8 @@ def register(sub: argparse._SubParsersAction, common) -> None:
     p.add_argument("--compile-mode", default=None, metavar="MODE",
                    help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs), "
                    "max-autotune, max-autotune-no-cudagraphs")
-    common(p)
-    from harness.cli import data_loading_args
-
-    data_loading_args(p)
+    table_args(p)
+    loading_args(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -45,14 +49,6 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.cli import emit_json
-    from harness.models import MODEL_NAMES
-    from harness.errors import unknown
-    from harness.recipe import named_recipe
-    from harness.scales import get_scale
-    from harness.spec import TrialSpec
-    from harness.trainer import TrainOptions, run_trial
-
     scale = get_scale(args.scale)
     if args.model not in MODEL_NAMES:
         raise unknown("model", args.model, MODEL_NAMES)
@@ -63,10 +59,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         sets["compile_mode"] = args.compile_mode
     recipe = named_recipe(args.recipe).replace(**sets).validate()
     spec = TrialSpec(model=args.model, recipe=recipe, scale=scale.name, seed=args.seed, data=args.data)
-    opts = TrainOptions(device=args.device, data_root=args.data_root,
-                        checkpoint_dir=args.checkpoint_dir, teacher_ckpt=args.teacher,
-                        threads=args.threads, decode=args.decode, loader_workers=args.loader_workers,
-                        small_map_convs=args.small_map_convs)
+    opts = train_options(args, device=args.device, checkpoint_dir=args.checkpoint_dir,
+                         teacher_ckpt=args.teacher, threads=args.threads,
+                         small_map_convs=args.small_map_convs)
     result = run_trial(spec, opts)
     emit_json({**result.to_json(), "spec_hash": spec.hash, "model": spec.model,
                "scale": scale.name, "recipe": args.recipe, "tricks": recipe.tricks()})

@@ -1,16 +1,16 @@
 """Turn an Experiment into trials: cells (row x column) x seeds, with teachers first.
 
-Row recipes follow the paper's stacking: a row adds its delta to the row named in
-``after``, else to the previous row when the table is cumulative, else to the base
-recipe. Column deltas (e.g. Table 4's batch 256 vs 1024) apply last.
+Each row's recipe is stacked as :func:`harness.experiments.schema.row_recipes` says; column
+deltas (e.g. Table 4's batch 256 vs 1024) apply last.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.errors import HarnessError, unknown
-from harness.experiments.schema import Experiment, Row, read_experiment_file
+from harness.experiments.schema import Experiment, Row, read_experiment_file, row_recipes
 from harness.recipe import Recipe
 from harness.scales import Scale
 from harness.spec import TrialSpec
@@ -80,22 +80,6 @@ class Plan:
         return [t for stage in self.stages() for t in stage]
 
 
-def row_recipes(exp: Experiment) -> dict[str, Recipe]:
-    """Each row's recipe after stacking (before column deltas)."""
-    out: dict[str, Recipe] = {}
-    prev: Recipe | None = None
-    for row in exp.rows:
-        if row.after is not None:
-            parent = out[row.after]
-        elif exp.cumulative and prev is not None:
-            parent = prev
-        else:
-            parent = exp.base_recipe
-        out[row.label] = parent.replace(**dict(row.recipe))
-        prev = out[row.label]
-    return out
-
-
 def _teacher_spec(exp: Experiment, row: Row, scale: Scale, data: str) -> TrialSpec | None:
     if row.teacher is None:
         return None
@@ -142,8 +126,5 @@ def make_plan(exp: Experiment, scale: Scale, seeds: int | None = None,
 
 def _transfer_spec(exp: Experiment, backbone: TrialSpec) -> TrialSpec:
     """Sec 6: fine-tune the backbone trial's network for detection or segmentation."""
-    import json
-    from dataclasses import replace
-
     return replace(backbone, task=exp.kind, backbone=backbone, teacher=None,
                    task_args=json.dumps(dict(exp.transfer), sort_keys=True))

@@ -3,7 +3,9 @@
 One format serves the paper's tables (``harness/experiments/paper_table*.yaml``) and
 users' own tables (YAML via ``yaml.safe_load`` or TOML via ``tomllib``). Unknown keys,
 wrong types, unknown models or recipe keys fail with the file, the key and the valid
-choices, before anything runs.
+choices, before anything runs. :func:`check_design` (run by every parse) also checks each
+cell's stacked recipe (:func:`row_recipes`) and, for factorial and leave-one-out designs,
+that every row's ``factors`` agree with it.
 """
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from harness.errors import HarnessError
+from harness.models import MODEL_NAMES
 from harness.recipe import NAMED_RECIPES, Recipe, coerce_fields, named_recipe
+from tricks.registry import BY_NAME, GRID_TRICKS
 
 TOP_KEYS = {"name", "title", "paper_table", "base_recipe", "cumulative", "stacked", "metrics",
             "columns", "rows", "data", "requires_imagefolder", "seeds", "notes", "kind",
@@ -24,6 +26,8 @@ TOP_KEYS = {"name", "title", "paper_table", "base_recipe", "cumulative", "stacke
 COL_KEYS = {"label", "model", "recipe", "paper"}
 ROW_KEYS = {"label", "model", "recipe", "after", "teacher", "paper_row", "factors"}
 TEACHER_KEYS = {"model", "recipe"}
+DESIGNS = ("factorial", "loo", "stack")  # trick grids (harness/experiments/grid.py)
+FILE_DESIGNS = ("table",) + DESIGNS  # values of an experiment file's 'design'
 METRICS = ("top1", "top5", "img_per_s", "epoch_s", "params", "macs", "map", "pixacc", "miou")
 
 
@@ -101,7 +105,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 def _name(obj: Any, src: str) -> str:
     """The experiment's name becomes report and Ray folder names: no '/', '..' or other
-    path tricks (same rule as baseline names in harness/baseline.py)."""
+    path tricks (same rule as baseline names in harness/regress/baseline.py)."""
     name = _str(obj, src, "name")
     if not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise _err(src, "name", f"{name!r} is not a safe file name; valid: letters, digits, '_', "
@@ -132,8 +136,6 @@ def _recipe(obj: Any, src: str, key: str, base: Recipe) -> Recipe:
 def _model(obj: Any, src: str, key: str) -> str | None:
     if obj is None:
         return None
-    from harness.models import MODEL_NAMES
-
     name = _str(obj, src, key)
     if name not in MODEL_NAMES:
         raise _err(src, key, f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
@@ -207,13 +209,100 @@ def parse_experiment(data: Any, src: str) -> Experiment:
         requires_imagefolder=bool(d.get("requires_imagefolder", False)), seeds=seeds,
         notes=tuple(d.get("notes", ())), kind=kind, transfer=dict(d.get("transfer") or {}),
         design=str(d.get("design", "table")), source=src)
-    from harness.experiments.designs import check_design  # late import: designs imports schema
-
     return check_design(exp)
+
+
+def row_recipes(exp: Experiment) -> dict[str, Recipe]:
+    """Each row's recipe after stacking (before column deltas).
+
+    Rows follow the paper's stacking: a row adds its delta to the row named in ``after``,
+    else to the previous row when the table is cumulative, else to the base recipe.
+    """
+    out: dict[str, Recipe] = {}
+    prev: Recipe | None = None
+    for row in exp.rows:
+        if row.after is not None:
+            parent = out[row.after]
+        elif exp.cumulative and prev is not None:
+            parent = prev
+        else:
+            parent = exp.base_recipe
+        out[row.label] = parent.replace(**dict(row.recipe))
+        prev = out[row.label]
+    return out
+
+
+def check_design(exp: Experiment) -> Experiment:
+    """Check ``design``, every row's ``factors`` and every cell's final recipe values.
+
+    Factors must name grid tricks and hold 0 or 1; each must agree with the row's recipe
+    (``mixup: 1`` with a recipe without mixup is an error). A factorial or loo experiment
+    needs ``factors`` on every row, naming the same tricks on every row. Recipe values
+    (``lr_schedule: linear``) are checked after stacking, as ``make_plan`` would, but here
+    the error names the file and the row. Raises :class:`ExperimentError` naming the
+    source and the key; returns ``exp`` unchanged.
+    """
+    src = exp.source or exp.name
+    if exp.design not in FILE_DESIGNS:
+        raise ExperimentError(f"{src}: design: unknown design {exp.design!r}; "
+                              f"valid choices: {', '.join(FILE_DESIGNS)}")
+    _check_factors(exp, src)
+    _check_cells(exp, src)
+    return exp
+
+
+def _check_factors(exp: Experiment, src: str) -> None:
+    """Factors name grid tricks with levels 0|1; factorial and loo rows all name the same ones."""
+    keys: tuple[str, ...] | None = None
+    for i, row in enumerate(exp.rows):
+        key = f"rows[{i}].factors"
+        if not isinstance(row.factors, Mapping):
+            raise ExperimentError(f"{src}: {key}: expected a mapping trick -> 0|1, "
+                                  f"got {type(row.factors).__name__}")
+        for t, v in row.factors.items():
+            if t not in GRID_TRICKS:
+                hint = f" ({BY_NAME[t].no_grid})" if t in BY_NAME else ""
+                raise ExperimentError(f"{src}: {key}.{t}: unknown trick {t!r}{hint}; "
+                                      f"valid choices: {', '.join(sorted(GRID_TRICKS))}")
+            if isinstance(v, bool) or v not in (0, 1):
+                raise ExperimentError(f"{src}: {key}.{t}: expected 0 or 1, got {v!r}")
+        if exp.design in ("factorial", "loo"):
+            if not row.factors:
+                raise ExperimentError(f"{src}: {key}: missing; every row of a {exp.design} "
+                                      "design needs factors {trick: 0|1}")
+            if keys is None:
+                keys = tuple(row.factors)
+            elif set(row.factors) != set(keys):
+                raise ExperimentError(f"{src}: {key}: names tricks {sorted(row.factors)} but "
+                                      f"rows[0].factors names {sorted(keys)}; use the same "
+                                      "tricks on every row")
+
+
+def _check_cells(exp: Experiment, src: str) -> None:
+    """Every cell's stacked recipe is valid and has each trick on exactly when its factor is 1."""
+    recipes = row_recipes(exp)
+    for i, row in enumerate(exp.rows):
+        for j, col in enumerate(exp.columns):
+            recipe = recipes[row.label].replace(**dict(col.recipe))
+            try:
+                recipe.validate()
+            except HarnessError as exc:
+                where = f" (with columns[{j}].recipe)" if col.recipe else ""
+                raise ExperimentError(f"{src}: rows[{i}].recipe{where}: {exc}") from None
+            on = set(recipe.tricks())
+            for t, v in row.factors.items():
+                if (t in on) != bool(v):
+                    where = f" with columns[{j}]" if len(exp.columns) > 1 else ""
+                    raise ExperimentError(
+                        f"{src}: rows[{i}].factors.{t}: says {t}={int(v)} but the row's recipe{where} "
+                        f"has {t} {'on' if t in on else 'off'}; set the recipe to "
+                        f"{dict(GRID_TRICKS[t].recipe)} (on) or leave those keys at the baseline (off)")
 
 
 def read_experiment_file(path: Path) -> Experiment:
     """Parse a .yaml/.yml (safe_load) or .toml (tomllib) file; no code is ever executed."""
+    import yaml  # here, not at the top: `harness train` imports this package and needs no PyYAML
+
     src = str(path)
     if not path.is_file():
         raise ExperimentError(f"{src}: experiment file not found")

@@ -1,0 +1,133 @@
+"""What several commands share: their arguments, the checks of those, what they build.
+
+``run``, ``regress``, ``baseline save``, ``report`` and ``train`` take the same table,
+store, data, seeds and (``run``, ``regress``) cluster flags; each flag is defined once
+here, each one-line check is written once, and :func:`run_options` is the one place that
+turns the flags into the orchestrator's :class:`~harness.orchestrator.RunOptions`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.experiments import Experiment
+from harness.scales import SCALES
+from harness.trial import TrainOptions
+
+if TYPE_CHECKING:  # harness.orchestrator imports Ray, which `harness train` must not need
+    from harness.orchestrator import RunOptions
+
+# The same path as harness.store.DEFAULT_STORE (tests/test_cli.py checks it), written out
+# because harness.store imports pandas and the parser must build with torch alone.
+DEFAULT_STORE = "results/harness.sqlite"
+
+
+# ---- arguments ------------------------------------------------------------------------
+def table_args(p: argparse.ArgumentParser) -> None:
+    """--scale, --store, --data-root: where a table's trials run and are stored."""
+    p.add_argument("--scale", default="local", help=f"one of {', '.join(SCALES)} (default local)")
+    store_arg(p, help="results store (SQLite)")
+    p.add_argument("--data-root", default=None,
+                   help="dataset folder: Fashion-MNIST files, or an ImageFolder (train/ + val/)")
+
+
+def store_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--store", default=DEFAULT_STORE, help=help)
+
+
+def seeds_args(p: argparse.ArgumentParser, offset: bool = False,
+               help: str = "seeds per cell (default: the table's, else the scale's)") -> None:
+    """--seeds N (and with ``offset`` --seed-offset K: seeds K..K+N-1)."""
+    p.add_argument("--seeds", type=int, default=None, help=help)
+    if offset:
+        p.add_argument("--seed-offset", type=int, default=0,
+                       help="use seeds K..K+N-1, e.g. a seed set other than the baseline's (default 0)")
+
+
+def cluster_args(p: argparse.ArgumentParser) -> None:
+    """The Ray cluster and each trial's resources (run, regress)."""
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster (HOST:PORT or auto); default: embedded local Ray")
+    p.add_argument("--max-concurrent", type=int, default=None, help="at most K trials at once")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per trial (default: 1 at the paper scale, 0.25 for miniatures, 0 without GPUs)")
+    p.add_argument("--workers-per-trial", type=int, default=None,
+                   help="data-parallel workers per trial (Ray Train TorchTrainer, DDP; gloo on CPU). "
+                   "Default: --gpus-per-trial when it is above 1, else 1")
+    p.add_argument("--max-failures", type=int, default=2,
+                   help="retries of a crashed trial (from its checkpoint)")
+
+
+def loading_args(p: argparse.ArgumentParser) -> None:
+    """How ImageFolder data is decoded (train, run, regress): speed only, never a trial's hash."""
+    p.add_argument("--decode", choices=("workers", "device"), default="workers",
+                   help="ImageFolder decoding: 'workers' = host DataLoader workers with transforms.v2 "
+                   "(default); 'device' = batched JPEG decode and augmentation on the GPU")
+    p.add_argument("--loader-workers", type=int, default=8, metavar="N",
+                   help="DataLoader worker processes per trial for ImageFolder data (default 8)")
+
+
+def json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="last stdout line: a JSON summary")
+
+
+# ---- checks ---------------------------------------------------------------------------
+def check_counts(args: argparse.Namespace) -> None:
+    """--seeds and --max-concurrent (where the command has them) are >= 1, --seed-offset >= 0."""
+    for name in ("seeds", "max_concurrent"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            raise HarnessError(f"bad --{name.replace('_', '-')} {v}; valid: an integer >= 1")
+    offset = getattr(args, "seed_offset", 0)
+    if offset < 0:
+        raise HarnessError(f"bad --seed-offset {offset}; valid: an integer >= 0")
+
+
+def dataset(args: argparse.Namespace, exp: Experiment) -> str | None:
+    """An ImageFolder --data-root is the dataset itself for tables that need one (Table 7)."""
+    if exp.requires_imagefolder and args.data_root:
+        return args.data_root
+    return None
+
+
+# ---- what the flags build -------------------------------------------------------------
+def train_options(args: argparse.Namespace, **more: Any) -> TrainOptions:
+    """The trainer options of --data-root, --decode and --loader-workers, plus ``more``."""
+    return TrainOptions(data_root=args.data_root, decode=args.decode,
+                        loader_workers=args.loader_workers, **more)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The orchestrator's options from the store, cluster and data flags (run, regress)."""
+    from harness.orchestrator import RunOptions  # Ray: only commands that train need it
+
+    workers, gpus = _workers(args)
+    return RunOptions(store=args.store, address=args.address, max_concurrent=args.max_concurrent,
+                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
+                      workers_per_trial=workers, max_failures=args.max_failures,
+                      train=train_options(args))
+
+
+def _workers(args: argparse.Namespace) -> tuple[int, float | None]:
+    """--gpus-per-trial N > 1 means N DDP workers with one GPU each (global batch unchanged)."""
+    gpus = args.gpus_per_trial
+    if gpus is not None and gpus < 0:
+        raise HarnessError(f"bad --gpus-per-trial {gpus}; valid: a number >= 0")
+    workers = args.workers_per_trial or (int(gpus) if gpus and gpus > 1 else 1)
+    if workers < 1:
+        raise HarnessError(f"bad --workers-per-trial {workers}; valid: an integer >= 1")
+    if gpus and gpus > 1:
+        if gpus != int(gpus):
+            raise HarnessError(f"bad --gpus-per-trial {gpus}; above 1 it must be a whole number of GPUs")
+        gpus = 1.0
+    return workers, gpus
+
+
+def emit_json(obj: object) -> None:
+    """--json: the LAST line of stdout is one JSON object (scripts rely on it)."""
+    sys.stdout.flush()
+    print(json.dumps(obj, default=str), flush=True)
