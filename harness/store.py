@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # pandas is imported by the DataFrame views only: the CLI parser needs none
+    import pandas as pd
 
 __all__ = ["SCHEMA_VERSION", "EPOCH_KEYS", "StoreError", "TrialRecord", "Store", "load"]
 
@@ -451,6 +452,8 @@ class Store:
 
     def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run a SELECT into a DataFrame."""
+        import pandas as pd
+
         with self._lock:
             return pd.read_sql_query(sql, self.conn, params=list(params))
 

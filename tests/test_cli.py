@@ -97,12 +97,16 @@ def test_train_needs_no_ray(cli):
 
 
 def test_cli_default_store_is_the_store_default():
-    """``--store``'s default (written out in harness/commands/args.py so the parser needs no
-    pandas) is harness.store's DEFAULT_STORE."""
-    from harness.commands.args import DEFAULT_STORE
-    from harness.store import DEFAULT_STORE as STORE_DEFAULT
-
-    assert DEFAULT_STORE == STORE_DEFAULT
+    """Every command's ``--store`` default is harness.store's DEFAULT_STORE (one constant),
+    and importing harness.store for it loads no pandas (the parser builds with torch alone)."""
+    code = ("import json, sys\nfrom harness.cli import build_parser\n"
+            "from harness.store import DEFAULT_STORE\np = build_parser()\n"
+            "stores = [p.parse_args([c, 'paper_table6']).store for c in ('run', 'regress', 'report')]\n"
+            "print(json.dumps([stores, DEFAULT_STORE, 'pandas' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    stores, default, pandas_loaded = json.loads(out.strip().splitlines()[-1])
+    assert stores == [default] * 3 and default == "results/harness.sqlite" and not pandas_loaded
 
 
 def test_run_and_regress_build_the_same_run_options():

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 from harness.experiments import Experiment
 from harness.scales import SCALES
+from harness.store import DEFAULT_STORE
 from harness.trial import TrainOptions
 
 if TYPE_CHECKING:  # harness.orchestrator imports Ray, which `harness train` must not need
     from harness.orchestrator import RunOptions
 
-# The same path as harness.store.DEFAULT_STORE (tests/test_cli.py checks it), written out
-# because harness.store imports pandas and the parser must build with torch alone.
-DEFAULT_STORE = "results/harness.sqlite"
+
 
 
 # ---- arguments ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from harness.errors import HarnessError
 from harness.experiments import Experiment, Plan, paper_tables
 from harness.metrics import main_metric
 from harness.regress.comparison import Key, cell_device
+from harness.store import DEFAULT_STORE
 from harness.results import metric_value, read_trials
 from harness.spec import TrialSpec
 from harness.store import Store, TrialRecord
@@ -183,7 +184,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 
 def resolve_baseline(exp_name: str, table_arg: str, scale: str, name: str | None,
                      baseline_file: str | None, store: str | None = None,
-                     default_store: str = "results/harness.sqlite") -> dict[str, Any]:
+                     default_store: str = DEFAULT_STORE) -> dict[str, Any]:
     """Load the baseline (explicit file, or the named/default one) or raise a one-line
     HarnessError naming the expected path and the command that creates it."""
     if baseline_file:

@@ -56,12 +56,6 @@ def train_plan(plan: Plan, store: str, run_options: RunOptions | None = None) ->
     """
     from harness.orchestrator import RunOptions, run_plan
 
-    if isinstance(run_options, dict):  # harness/commands/regress.py's dict, until it passes RunOptions
-        from harness.trial import TrainOptions
-
-        fields = dict(run_options)
-        train = TrainOptions(data_root=fields.pop("data_root", None))
-        run_options = RunOptions(**fields, train=train)
     opts = dataclasses.replace(run_options, store=store) if run_options else RunOptions(store=store)
     return run_plan(plan, opts, argv=list(sys.argv))
 
