@@ -2,7 +2,7 @@
 
 Training cost ~ 3 x forward multiply-adds per image (forward + backward). Throughput
 figures are stated, not guessed: at the paper scale, one H100 trains torchvision's
-ResNet-50 (4.1 GMACs) at 2,669 img/s in FP16 (DESIGN.md), i.e. about 3.3e13 training
+ResNet-50 (4.1 GMACs) at 2,669 img/s in FP16 (docs/design.md, reference figures), i.e. about 3.3e13 training
 MAC/s; at small scales the rate measured over a whole `local` Table 6 on one core per
 trial is used.
 """
@@ -17,7 +17,7 @@ from harness.models import model_stats
 from harness.store import Store
 from harness.transfer import resolve_settings
 
-GPU_TRAIN_MACS_PER_S = 2669 * 4.1e9 * 3  # H100, FP16, ResNet-50 (DESIGN.md)
+GPU_TRAIN_MACS_PER_S = 2669 * 4.1e9 * 3  # H100, FP16, ResNet-50 (docs/design.md)
 # One AVX2 core per trial, fp32, `local` miniatures: Table 6 on 2026-11-28 trained 1.3e13
 # training MACs in 1,776 s of trial compute (per model: MobileNet 4.7e9 MAC/s, Inception
 # 6.5e9, ResNet-50-D 8.4e9, the ResNet-101-D teacher 1.6e10)
