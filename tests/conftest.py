@@ -28,6 +28,16 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# ---- hypothesis: the same examples on every machine and every run -------------------------
+# derandomize: examples come from a hash of each test, not from a random seed; database=None:
+# no replay of examples a previous run on this machine happened to save. A test's own
+# @settings(...) inherits these. HYPOTHESIS_PROFILE=explore gives random search when wanted.
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("harness", derandomize=True, database=None, print_blob=True)
+_hyp_settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+_hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "harness"))
+
 
 # ---- experiment files ------------------------------------------------------------------
 def experiment_dict(name: str, rows: list[dict], model: str = "resnet50_d", seeds: int = 1,
@@ -90,6 +100,36 @@ def chdir(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
+
+
+# ---- Fashion-MNIST, found the way the harness finds it ----------------------------------------
+def fashion_mnist_folder() -> Path | None:
+    """The folder the harness itself would read Fashion-MNIST from (``find_fashion_mnist``:
+    ``$HARNESS_DATA_ROOT``, else Debian's /usr/share/datasets/fashion-mnist, else
+    ./data/FashionMNIST/raw), or None when it has none: tests that need the real files skip
+    only then, wherever the files lie."""
+    from harness.data import DataError
+    from harness.data.fashion_mnist import find_fashion_mnist
+
+    try:
+        return find_fashion_mnist()
+    except DataError:
+        return None
+
+
+def fashion_mnist_file(folder: Path, name: str) -> Path:
+    """``folder/name`` (a ``*-ubyte.gz``), or its uncompressed twin, which the harness accepts too."""
+    gz = folder / name
+    return gz if gz.is_file() else folder / name.removesuffix(".gz")
+
+
+def fashion_mnist_gz_bytes(folder: Path, name: str) -> bytes:
+    """The gzip bytes of one Fashion-MNIST file (compressed here when only the raw file exists)."""
+    import gzip
+
+    path = fashion_mnist_file(folder, name)
+    data = path.read_bytes()
+    return data if path.suffix == ".gz" else gzip.compress(data, compresslevel=1)
 
 
 # ---- sockets and processes (Linux /proc) ------------------------------------------------
