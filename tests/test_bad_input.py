@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import re
 import string
 import subprocess
@@ -44,6 +45,17 @@ def assert_names_value_and_choices(line: str, value: str, choices) -> None:
     assert not missing, f"valid choices {missing} not listed in {line!r}"
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+def test_hypothesis_examples_are_derandomized():
+    """The property tests draw the same examples on every machine and run: tests/conftest.py
+    loads a derandomized profile without an example database unless HYPOTHESIS_PROFILE asks
+    for another, and this file's own settings keep it."""
+    harness = settings.get_profile("harness")
+    assert harness.derandomize is True and harness.database is None
+    if os.environ.get("HYPOTHESIS_PROFILE", "harness") == "harness":
+        assert settings.default.derandomize is True and settings.default.database is None
+        assert SETTINGS.derandomize is True and SETTINGS.database is None
+
 
 # ---- recipe values ------------------------------------------------------------------------
 nan = st.just(math.nan)
