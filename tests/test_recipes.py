@@ -24,6 +24,24 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "paper" / "bag_of_tric
 PRINTED_LABEL = {("table2", "ResNet-50"): "ResNet-50 [9]", ("table2", "Inception-V3"): "Inception-V3 [26]",
                  ("table2", "MobileNet"): "MobileNet [11]",
                  ("table9", "+ distill w/ mixup"): "+ mixup w/ distill"}
+# The printed column each report column puts beside ours, per metric: how the paper lays out
+# its tables (written out here so that a report column mapped to the wrong printed one fails).
+PRINTED_COLUMN = {
+    "table2": {"Baseline": {"top1": "baseline_top1", "top5": "baseline_top5"}},
+    "table3": {"Efficient": {"top1": "efficient_top1", "top5": "efficient_top5",
+                             "epoch_s": "efficient_time_per_epoch"},
+               "Baseline": {"top1": "baseline_top1", "top5": "baseline_top5",
+                            "epoch_s": "baseline_time_per_epoch"}},
+    "table4": {"BS=256": {"top1": "bs256_top1", "top5": "bs256_top5"},
+               "BS=1024": {"top1": "bs1024_top1", "top5": "bs1024_top5"}},
+    "table5": {"Efficient": {"top1": "top1", "top5": "top5", "params": "params", "macs": "flops"}},
+    "table6": {"ResNet-50-D": {"top1": "resnet50d_top1", "top5": "resnet50d_top5"},
+               "Inception-V3": {"top1": "inceptionv3_top1", "top5": "inceptionv3_top5"},
+               "MobileNet": {"top1": "mobilenet_top1", "top5": "mobilenet_top5"}},
+    "table7": {"Places365 val": {"top1": "val_top1", "top5": "val_top5"}},
+    "table8": {"VOC": {"top1": "imagenet_top1", "map": "map"}},
+    "table9": {"ADE20K": {"top1": "imagenet_top1", "pixacc": "pixacc", "miou": "miou"}},
+}
 
 
 def test_baseline_defaults_are_section_2_1():
@@ -64,9 +82,10 @@ def test_project_hyperparameters_match_the_paper():
 
 
 def test_reports_put_the_papers_number_beside_each_cell():
-    """For every paper table the report looks up, for each row, column and metric, the cell of
-    the paper row with that label (as printed): an experiment row pointing at the wrong paper
-    row or column would show another cell's number."""
+    """For every paper table the report looks up, for each row, column and metric, the printed
+    cell of the paper row with that label and of the paper column that metric reproduces: an
+    experiment row or column pointing at the wrong paper row or column (or losing a metric)
+    would show another cell's number, or none."""
     import pandas as pd
 
     from harness.report.tables import ReportData
@@ -79,10 +98,13 @@ def test_reports_put_the_papers_number_beside_each_cell():
         report = ReportData(exp, SMOKE, plan, {}, pd.DataFrame(), pd.DataFrame())
         table = PAPER_COPY["tables"][exp.paper_table]
         by_label = {r["label"]: r for r in table["rows"]}
+        columns = PRINTED_COLUMN[exp.paper_table]
+        assert [c.label for c in exp.columns] == list(columns), name
         for i, row in enumerate(exp.rows):
             printed = by_label[PRINTED_LABEL.get((exp.paper_table, row.label), row.label)]
             for j, col in enumerate(exp.columns):
-                for metric, key in col.paper.items():
+                assert set(col.paper) == set(columns[col.label]), (name, col.label)
+                for metric, key in columns[col.label].items():
                     assert report.paper_value(i, j, metric) == printed[key], (name, row.label, col.label, metric)
                     checked += 1
     assert checked > 100
