@@ -363,3 +363,25 @@ def test_no_bias_decay_groups_and_zero_gradient_step(model):
                 assert torch.all(p.detach().abs() <= p0.abs()) and not torch.equal(p.detach(), p0)
             else:
                 assert torch.equal(p.detach(), p0)
+
+
+# ---- distillation end to end: run_trial loads the teacher and uses it -----------------------
+def test_run_trial_distills_from_the_teacher_checkpoint(tmp_path):
+    """A distill trial trains against the teacher checkpoint it is given: its loss carries
+    Eq. 4's T^2 soft term (T = 20; CE(softmax(r/T), softmax(z/T)) >= the entropy of the nearly
+    uniform softmax(r/T), about log 10), so it is far above a plain CE of about log 10; and two
+    different teachers give the same student different losses."""
+    teachers = []
+    for seed in (0, 1):
+        t = run_trial(TrialSpec("resnet18", named_recipe("label_smoothing"), "smoke", seed),
+                      TrainOptions(device="cpu", log=lambda m: None, checkpoint_dir=str(tmp_path / f"t{seed}")))
+        assert t.status == "done"
+        teachers.append(t.checkpoint)
+    student = TrialSpec("resnet18_d", named_recipe("distill"), "smoke", 0)
+    losses = []
+    for ckpt in teachers:
+        s = run_trial(student, TrainOptions(device="cpu", log=lambda m: None, teacher_ckpt=ckpt))
+        assert s.status == "done"
+        losses.append(s.history[0]["loss"])
+    assert all(loss > 20 ** 2 * 2.0 for loss in losses), losses
+    assert losses[0] != losses[1]
