@@ -28,6 +28,16 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# ---- hypothesis: the same examples on every machine and every run -------------------------
+# derandomize: examples come from a hash of each test, not from a random seed; database=None:
+# no replay of examples a previous run on this machine happened to save. A test's own
+# @settings(...) inherits these. HYPOTHESIS_PROFILE=explore gives random search when wanted.
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("harness", derandomize=True, database=None, print_blob=True)
+_hyp_settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+_hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "harness"))
+
 
 # ---- experiment files ------------------------------------------------------------------
 def experiment_dict(name: str, rows: list[dict], model: str = "resnet50_d", seeds: int = 1,
@@ -90,6 +100,36 @@ def chdir(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
+
+
+# ---- Fashion-MNIST, found the way the harness finds it ----------------------------------------
+def fashion_mnist_folder() -> Path | None:
+    """The folder the harness itself would read Fashion-MNIST from (``find_fashion_mnist``:
+    ``$HARNESS_DATA_ROOT``, else Debian's /usr/share/datasets/fashion-mnist, else
+    ./data/FashionMNIST/raw), or None when it has none: tests that need the real files skip
+    only then, wherever the files lie."""
+    from harness.data import DataError
+    from harness.data.fashion_mnist import find_fashion_mnist
+
+    try:
+        return find_fashion_mnist()
+    except DataError:
+        return None
+
+
+def fashion_mnist_file(folder: Path, name: str) -> Path:
+    """``folder/name`` (a ``*-ubyte.gz``), or its uncompressed twin, which the harness accepts too."""
+    gz = folder / name
+    return gz if gz.is_file() else folder / name.removesuffix(".gz")
+
+
+def fashion_mnist_gz_bytes(folder: Path, name: str) -> bytes:
+    """The gzip bytes of one Fashion-MNIST file (compressed here when only the raw file exists)."""
+    import gzip
+
+    path = fashion_mnist_file(folder, name)
+    data = path.read_bytes()
+    return data if path.suffix == ".gz" else gzip.compress(data, compresslevel=1)
 
 
 # ---- sockets and processes (Linux /proc) ------------------------------------------------
@@ -194,24 +234,43 @@ def kill_marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return marker
 
 
-def ensure_local_ray(kill_marker: Path) -> str:
+@pytest.fixture(scope="session")
+def ray_gate(tmp_path_factory: pytest.TempPathFactory):
+    """The gate of tests/ray_gate.py that every worker of the shared Ray session installs:
+    a test arms it (``barrier(n)``, ``hold_after(k)``) to make trials overlap or pause by
+    construction; it is disarmed (a no-op) otherwise, and after each test that arms it."""
+    from ray_gate import Gate
+
+    return Gate(tmp_path_factory.mktemp("ray_gate"))
+
+
+@pytest.fixture
+def armed_gate(ray_gate):
+    """``ray_gate``, disarmed again when the test ends (whatever it armed)."""
+    ray_gate.reset()
+    yield ray_gate
+    ray_gate.reset()
+
+
+def ensure_local_ray(kill_marker: Path, gate) -> str:
     """Start (once) the embedded local Ray the in-process tests share, through the
     harness's own init_ray (loopback, dashboard off); returns its GCS address.
 
-    4 CPUs and 4 declared GPUs (ray.init(num_gpus=4) on a GPU-less machine), and the
-    trainer's kill hook passed to every worker via runtime_env (it fires only while the
-    marker file is absent, for a trial that reaches epoch KILL_AFTER_EPOCH, and only once).
-    Passing the address to RunOptions makes run_plan join this session instead of starting
-    and stopping its own.
+    4 CPUs and 4 declared GPUs (ray.init(num_gpus=4) on a GPU-less machine); every worker
+    gets, via runtime_env, the trainer's kill hook (it fires only while the marker file is
+    absent, for a trial that reaches epoch KILL_AFTER_EPOCH, and only once) and the test gate
+    of tests/ray_gate.py (a no-op unless a test arms it). Passing the address to RunOptions
+    makes run_plan join this session instead of starting and stopping its own.
     """
     import ray
 
     from harness.ray_env import init_ray
+    from ray_gate import runtime_env
 
     if not ray.is_initialized():
         env_vars = {"HARNESS_TEST_KILL_AFTER_EPOCH": str(KILL_AFTER_EPOCH),
                     "HARNESS_TEST_KILL_MARKER": str(kill_marker)}
-        init_ray(None, num_cpus=4, num_gpus=4, runtime_env={"env_vars": env_vars})
+        init_ray(None, num_cpus=4, num_gpus=4, runtime_env=runtime_env(gate.folder, env_vars))
 
         @ray.remote(num_cpus=1)
         def warm() -> int:
@@ -234,8 +293,8 @@ def ray_down_after_module():
 
 
 @pytest.fixture
-def local_ray(kill_marker: Path, ray_down_after_module) -> str:
-    return ensure_local_ray(kill_marker)
+def local_ray(kill_marker: Path, ray_gate, ray_down_after_module) -> str:
+    return ensure_local_ray(kill_marker, ray_gate)
 
 
 # ---- the shared mixed Ray run -------------------------------------------------------------
@@ -268,7 +327,7 @@ class MixedRun:
 
 
 @pytest.fixture(scope="session")
-def mixed_ray_run(tmp_path_factory: pytest.TempPathFactory, kill_marker: Path) -> MixedRun:
+def mixed_ray_run(tmp_path_factory: pytest.TempPathFactory, kill_marker: Path, ray_gate) -> MixedRun:
     """One real Ray Tune run (the shared embedded Ray) of MIXED_ROWS at the smoke scale.
 
     The kill hook of harness/trainer.py reaches the Ray workers through
@@ -296,7 +355,8 @@ def mixed_ray_run(tmp_path_factory: pytest.TempPathFactory, kill_marker: Path) -
             run.listeners = listening_sockets(tree)
             run.tree_cmds = [cmdline(p) for p in sorted(tree)]
 
-    address = ensure_local_ray(kill_marker)
+    address = ensure_local_ray(kill_marker, ray_gate)
+    ray_gate.reset()  # the gate stays disarmed: this run needs no forced overlap
     assert marker.read_text() == DISARMED, "the kill hook fired before the mixed run"
     marker.unlink()  # arm the kill hook: the first trial to save epoch 2 is SIGKILLed
     opts = RunOptions(store=str(store), address=address, max_concurrent=2, gpus_per_trial=0,

@@ -126,3 +126,40 @@ def test_run_and_regress_build_the_same_run_options():
     assert (run.workers_per_trial, run.gpus_per_trial, run.cpus_per_trial) == (8, 1.0, 2.0)
     assert (run.store, run.address, run.max_concurrent, run.max_failures) == ("s.sqlite", "auto", 3, 1)
     assert (run.train.data_root, run.train.decode, run.train.loader_workers) == ("/data", "device", 4)
+
+
+def test_train_recipe_and_set_reach_the_trial(tmp_path, monkeypatch, capsys):
+    """``train --recipe cosine --set base_lr=0.05 --set label_smoothing=0.2 --set epochs=240``
+    (in process): the spec handed to run_trial carries the named recipe with both overrides; the
+    JSON line and the stored checkpoint name that very trial (its spec hash); the lr is
+    0.05 x 1024/256 (linear scaling) / 16 (smoke) and each epoch's lr follows the cosine
+    schedule of 240 paper epochs = 2 smoke epochs of 4 iterations."""
+    import math
+
+    import harness.commands.train as train_command
+    from harness.checkpoint import load_checkpoint
+    from harness.cli import main
+    from harness.recipe import named_recipe
+    from harness.spec import TrialSpec
+
+    seen = []
+    real = train_command.run_trial
+    monkeypatch.setattr(train_command, "run_trial",
+                        lambda spec, opts=None, on_epoch=None: seen.append(spec) or real(spec, opts, on_epoch))
+    ck = tmp_path / "ck"
+    rc = main(["train", "--model", "resnet18", "--scale", "smoke", "--recipe", "cosine",
+               "--set", "base_lr=0.05", "--set", "label_smoothing=0.2", "--set", "epochs=240",
+               "--checkpoint-dir", str(ck)])
+    out = last_json_line(capsys.readouterr().out)
+    assert rc == 0 and out["status"] == "done", out
+    want = TrialSpec("resnet18", named_recipe("cosine").replace(base_lr=0.05, label_smoothing=0.2,
+                                                                epochs=240), "smoke", 0)
+    assert len(seen) == 1 and seen[0].recipe == want.recipe and seen[0].hash == want.hash
+    assert out["spec_hash"] == want.hash and out["recipe"] == "cosine"
+    assert {"cosine", "label_smoothing", "warmup", "zero_gamma"} <= set(out["tricks"])
+    base = 0.05 * 1024 / 256 / 16
+    assert out["lr"] == pytest.approx(base) and out["epochs"] == 2
+    ckpt = load_checkpoint(ck / "ckpt.pt")
+    assert ckpt["spec_hash"] == want.hash and ckpt["epoch"] == 2
+    for row, it in zip(ckpt["history"], (3, 7)):
+        assert row["lr"] == pytest.approx(0.5 * (1 + math.cos(math.pi * it / 8)) * base)

@@ -22,11 +22,15 @@ from harness.data import (
     load_in_memory,
     open_imagefolder,
 )
-from harness.data.fashion_mnist import ALL_FILES, DEBIAN_DIR
+from conftest import fashion_mnist_file, fashion_mnist_folder, fashion_mnist_gz_bytes
+from harness.data.fashion_mnist import ALL_FILES
 from harness.errors import HarnessError
 
-HAVE_FMNIST = all((DEBIAN_DIR / n).is_file() for n in ALL_FILES)
-needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason=f"Fashion-MNIST not installed in {DEBIAN_DIR}")
+# Where the harness itself finds Fashion-MNIST ($HARNESS_DATA_ROOT, Debian's folder, ./data);
+# the tests that need the real files skip only when the harness would find none.
+FMNIST = fashion_mnist_folder()
+needs_fmnist = pytest.mark.skipif(FMNIST is None, reason="the harness finds no Fashion-MNIST "
+                                  "($HARNESS_DATA_ROOT, /usr/share/datasets/fashion-mnist or ./data)")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,14 +53,16 @@ def fm_test() -> InMemoryDataset:
 
 
 def _fake_root(tmp_path: Path, replace: dict[str, bytes] | None = None, layout: str = "flat") -> Path:
-    """A folder with the 4 Debian .gz files symlinked, some replaced by the given bytes."""
+    """A folder with the 4 Fashion-MNIST files the harness found symlinked (.gz or raw, as
+    found), some replaced by the given bytes (as ``name``, a .gz)."""
     folder = tmp_path / ("FashionMNIST/raw" if layout == "torchvision" else "fm")
     folder.mkdir(parents=True)
     for name in ALL_FILES:
         if replace and name in replace:
             (folder / name).write_bytes(replace[name])
         else:
-            os.symlink(DEBIAN_DIR / name, folder / name)
+            src = fashion_mnist_file(FMNIST, name)
+            os.symlink(src, folder / src.name)
     return tmp_path if layout == "torchvision" else folder
 
 
@@ -103,7 +109,7 @@ def test_torchvision_layout_and_env_root(tmp_path, fm_test, monkeypatch):
 def test_truncated_gz_is_a_data_error_naming_the_path(tmp_path):
     """A cut-off .gz file -> one-line DataError naming that file."""
     name = "t10k-images-idx3-ubyte.gz"
-    cut = (DEBIAN_DIR / name).read_bytes()[:100_000]
+    cut = fashion_mnist_gz_bytes(FMNIST, name)[:100_000]
     root = _fake_root(tmp_path, {name: cut})
     with pytest.raises(DataError) as err:
         load_in_memory("fashion_mnist", "test", root=str(root))
@@ -150,15 +156,15 @@ def test_unknown_name_or_split_is_a_harness_error():
 
 @needs_fmnist
 def test_ensure_finds_installed_files_and_explains_when_missing(tmp_path, monkeypatch):
-    """ensure_fashion_mnist returns the Debian folder; with nothing on disk and no download
-    possible it raises a DataError telling what to do (no network used here)."""
-    monkeypatch.delenv("HARNESS_DATA_ROOT", raising=False)
-    assert ensure_fashion_mnist() == DEBIAN_DIR
+    """ensure_fashion_mnist returns the folder the files are in, without downloading; with
+    nothing on disk and no download possible it raises a DataError telling what to do (no
+    network used here)."""
 
     def no_net(root):
         raise DataError(f"{root}: downloading Fashion-MNIST failed (offline)")
 
     monkeypatch.setattr(ensure_mod, "download_fashion_mnist", no_net)
+    assert ensure_fashion_mnist() == FMNIST
     with pytest.raises(DataError) as err:
         ensure_fashion_mnist(tmp_path / "empty", apt=False)
     msg = _one_line(err)

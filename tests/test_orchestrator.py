@@ -9,12 +9,14 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import chdir, cli_env, harness_cmd, last_json_line, run_cli
+from conftest import chdir, cli_env, last_json_line, run_cli
+from ray_gate import TESTS_DIR, Gate, runtime_env
 from harness.cli import main
 from harness.experiments import load_experiment, make_plan
 from harness.orchestrator import RunOptions, run_plan
@@ -42,24 +44,48 @@ def _stored(store: Path) -> dict[str, str]:
     return dict(zip(df["spec_hash"], df["run_id"]))
 
 
+# The first run's driver: harness.cli.main, as ``python -m harness`` runs it, with the test
+# gate of tests/ray_gate.py installed in its embedded Ray's workers (one keyword added to the
+# harness's init_ray). Everything else is the real command.
+GATED_DRIVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import harness.ray_env
+import ray_gate
+real_init_ray = harness.ray_env.init_ray
+def init_ray(address, **kwargs):
+    kwargs.setdefault("runtime_env", ray_gate.runtime_env(Path({gate!r})))
+    return real_init_ray(address, **kwargs)
+harness.ray_env.init_ray = init_ray
+from harness.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+KILLED_AFTER = 3  # trials stored when the driver is killed
+
+
 @pytest.fixture(scope="module")
 def table6(tmp_path_factory):
     """``run paper_table6 --scale smoke --json`` three times in a fresh folder:
 
-    1. killed (SIGKILL to the driver) once at least 3 trials are stored;
-    2. run again to the end (``--json``, report written);
+    1. killed (SIGKILL to the driver) with exactly 3 trials stored: the gate lets the first 3
+       trials train and holds every later one before it trains, so the run stands still
+       with 3 trials stored and the rest unstarted or running, whatever the machine's speed;
+    2. run again to the end (``--json``, report written; the plain command, no gate);
     3. run a third time (``--json --no-report``, in process): everything is stored by then.
     """
     cwd = tmp_path_factory.mktemp("table6")
+    gate = Gate(tmp_path_factory.mktemp("table6_gate"))
+    gate.hold_after(KILLED_AFTER)
     store = cwd / "results" / "harness.sqlite"
     args = ["run", "paper_table6", "--scale", "smoke", "--store", store, "--json"]
-    driver = subprocess.Popen(harness_cmd(*args), cwd=cwd, env=cli_env(), text=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    code = GATED_DRIVER.format(tests=str(TESTS_DIR), gate=str(gate.folder))
+    driver = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=cli_env(),
+                              text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        deadline = time.time() + 400
-        while len(_stored(store)) < 3 and driver.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
+        while len(_stored(store)) < KILLED_AFTER and driver.poll() is None:
+            time.sleep(0.2)  # polling interval only: the gate, not time, decides what is stored
         assert driver.poll() is None, "the driver ended before it could be killed"
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
@@ -105,7 +131,7 @@ def test_killed_driver_resumes_only_missing_trials(table6):
     missing trials (skipped == what was stored; those keep their run_id), every trial
     ends up done exactly once, and the store passes PRAGMA integrity_check."""
     killed, resumed = table6["killed"], table6["resumed"]
-    assert 3 <= len(killed) < 38
+    assert len(killed) == KILLED_AFTER
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = last_json_line(resumed.stdout)
     assert summary["skipped"] == len(killed)
@@ -151,20 +177,21 @@ def test_dry_run_prints_plan_and_trains_nothing(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_trials_spread_over_two_nodes(tmp_path, write_experiment):
+def test_trials_spread_over_two_nodes(tmp_path, write_experiment, armed_gate):
     """On a two-node Ray cluster (ray.cluster_utils, one CPU per node) joined by address,
-    trials run on both nodes: the stored Ray node ids cover both."""
+    trials run on both nodes: the stored Ray node ids cover both. The gate's barrier holds
+    each trial until both have started, so the two run at once, which one CPU per node allows
+    only on different nodes (no reliance on trials happening to overlap in time)."""
     import ray
     from ray.cluster_utils import Cluster
 
     from harness.ray_env import shutdown_ray
 
     shutdown_ray()  # the driver must join the cluster, not a session left by another test
-    # 6-epoch trials overlap, so Tune cannot hand every trial to one reused actor.
-    path = write_experiment("nodes", [{"label": "a", "recipe": {"epochs": 720}},
-                                      {"label": "b", "recipe": {"epochs": 720, "label_smoothing": 0.1}}],
-                            seeds=2)
+    path = write_experiment("nodes", [{"label": "a"}], seeds=2)
     plan = make_plan(load_experiment(str(path)), SMOKE)
+    assert len(plan.all_trials()) == 2
+    armed_gate.barrier(2)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         cluster.add_node(num_cpus=1)
@@ -172,9 +199,11 @@ def test_trials_spread_over_two_nodes(tmp_path, write_experiment):
         node_ids = {n.node_id for n in cluster.list_all_nodes()}
         assert len(node_ids) == 2
         store = tmp_path / "store.sqlite"
-        summary = run_plan(plan, RunOptions(store=str(store), address=cluster.address,
-                                            max_concurrent=2, log=_quiet))
-        assert summary.done == 4, summary
+        summary = run_plan(plan, RunOptions(store=str(store), address=cluster.address, max_concurrent=2,
+                                            ray_init_kwargs={"runtime_env": runtime_env(armed_gate.folder)},
+                                            log=_quiet))
+        assert summary.done == 2, summary
+        assert armed_gate.arrivals() == 2  # both trials went through the barrier
         with Store(store, readonly=True) as st:
             used = {e["node_id"] for e in st.trials_df()["extra"]}
         assert used == node_ids
@@ -184,25 +213,26 @@ def test_trials_spread_over_two_nodes(tmp_path, write_experiment):
 
 
 @pytest.mark.slow
-def test_four_fake_gpus_one_per_trial(tmp_path, write_experiment, local_ray):
+def test_four_fake_gpus_one_per_trial(tmp_path, write_experiment, local_ray, armed_gate):
     """With 4 GPUs declared to Ray (``ray.init(num_gpus=4)`` on this GPU-less machine) and
     gpus_per_trial=1, four concurrent trials each get their own GPU: CUDA_VISIBLE_DEVICES
     differs per trial (recorded in the store's extra column)."""
-    # 6 epochs each (720 paper epochs at smoke), so the four trials surely overlap even
-    # when Ray starts their workers seconds apart: Tune hands a finished trial's actor (and
-    # its GPU) to a trial whose own actor has not started yet, which is correct but would
-    # not show four distinct GPUs. (The kill hook is disarmed: its marker file exists.)
-    rows = [{"label": "a", "recipe": {"epochs": 720}},
-            {"label": "b", "recipe": {"epochs": 720, "label_smoothing": 0.1}}]
+    # The gate's barrier holds each trial until all four have started: four actors at once,
+    # each holding a GPU. (Without it Tune may hand a finished trial's actor, and its GPU, to
+    # a trial whose own actor has not started yet: correct, but not four distinct GPUs.)
+    # The kill hook is disarmed: its marker file exists.
+    rows = [{"label": "a"}, {"label": "b", "recipe": {"label_smoothing": 0.1}}]
     path = write_experiment("gpus", rows, seeds=2)
     plan = make_plan(load_experiment(str(path)), SMOKE)
     assert len(plan.all_trials()) == 4
     store = tmp_path / "store.sqlite"
-    # local_ray: the shared embedded session, started with num_gpus=4, num_cpus=4
+    armed_gate.barrier(4)
+    # local_ray: the shared embedded session, started with num_gpus=4, num_cpus=4 and the gate
     opts = RunOptions(store=str(store), address=local_ray, gpus_per_trial=1, max_concurrent=4,
                       log=_quiet)
     summary = run_plan(plan, opts)
     assert summary.done == 4, summary
+    assert armed_gate.arrivals() == 4  # all four went through the barrier
     with Store(store, readonly=True) as st:
         extras = list(st.trials_df()["extra"])
     devices = sorted(e["cuda_visible_devices"] for e in extras)

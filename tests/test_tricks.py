@@ -543,19 +543,28 @@ def test_mix_is_convex_combination():
 
 
 def test_mixup_batch_uses_returned_lambda_and_a_permutation():
-    """mixup_batch's output is lam*x + (1-lam)*x[p] for some permutation p (recovered by matching targets)."""
+    """mixup_batch's output is lam*x + (1-lam)*x[p] for a permutation p (recovered by matching
+    targets) that really pairs images with other images: over a few batches most examples get
+    a different partner (the identity permutation would leave every batch unmixed)."""
     B, K = 8, 8
-    x = torch.randn(B, 2)
-    y = torch.eye(K)  # example b has class b: the partner index is readable from the targets
-    xm, ym, lam = mixup_batch(x, y, 0.4, torch.Generator().manual_seed(0))
-    assert 0.0 <= lam <= 1.0
-    partners = []
-    for b in range(B):
-        others = [k for k in range(K) if k != b and ym[b, k] > 1e-6]
-        j = others[0] if others else b
-        partners.append(j)
-        torch.testing.assert_close(xm[b], lam * x[b] + (1 - lam) * x[j])
-    assert sorted(partners) == list(range(B)) or lam in (0.0, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    moved = 0
+    for _ in range(4):
+        x = torch.randn(B, 2, generator=gen)
+        y = torch.eye(K)  # example b has class b: the partner index is readable from the targets
+        xm, ym, lam = mixup_batch(x, y, 1.0, gen)
+        assert 0.0 < lam < 1.0
+        partners = []
+        for b in range(B):
+            others = [k for k in range(K) if k != b and ym[b, k] > 1e-6]
+            assert len(others) <= 1, ym[b]
+            j = others[0] if others else b
+            partners.append(j)
+            torch.testing.assert_close(xm[b], lam * x[b] + (1 - lam) * x[j])
+            torch.testing.assert_close(ym[b], lam * y[b] + (1 - lam) * y[j])
+        assert sorted(partners) == list(range(B))
+        moved += sum(j != b for b, j in enumerate(partners))
+    assert moved >= 4 * B // 2, f"only {moved} of {4 * B} examples got another partner"
 
 
 def test_mixup_composes_with_label_smoothing():
