@@ -226,9 +226,9 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def kill_marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the trainer's kill hook records that it killed a worker. The hook fires only
-    while this file does not exist, so it starts out present (disarmed); the mixed run
-    deletes it (arms the hook) just before it starts."""
+    """Where the mixed run's KillAfterCheckpoint (tests/ray_gate.py) records that it killed
+    a worker. It fires only while this file does not exist, so it starts out present
+    (disarmed); the mixed run deletes it (arms it) just before it starts."""
     marker = tmp_path_factory.mktemp("kill") / "killed.marker"
     marker.write_text(DISARMED)
     return marker
@@ -257,9 +257,8 @@ def ensure_local_ray(kill_marker: Path, gate) -> str:
     harness's own init_ray (loopback, dashboard off); returns its GCS address.
 
     4 CPUs and 4 declared GPUs (ray.init(num_gpus=4) on a GPU-less machine); every worker
-    gets, via runtime_env, the trainer's kill hook (it fires only while the marker file is
-    absent, for a trial that reaches epoch KILL_AFTER_EPOCH, and only once) and the test gate
-    of tests/ray_gate.py (a no-op unless a test arms it). Passing the address to RunOptions
+    gets, via runtime_env, the test gate of tests/ray_gate.py (a no-op unless a test arms
+    it) and tests/ on its path. Passing the address to RunOptions
     makes run_plan join this session instead of starting and stopping its own.
     """
     import ray
@@ -268,9 +267,7 @@ def ensure_local_ray(kill_marker: Path, gate) -> str:
     from ray_gate import runtime_env
 
     if not ray.is_initialized():
-        env_vars = {"HARNESS_TEST_KILL_AFTER_EPOCH": str(KILL_AFTER_EPOCH),
-                    "HARNESS_TEST_KILL_MARKER": str(kill_marker)}
-        init_ray(None, num_cpus=4, num_gpus=4, runtime_env=runtime_env(gate.folder, env_vars))
+        init_ray(None, num_cpus=4, num_gpus=4, runtime_env=runtime_env(gate.folder))
 
         @ray.remote(num_cpus=1)
         def warm() -> int:
@@ -330,8 +327,9 @@ class MixedRun:
 def mixed_ray_run(tmp_path_factory: pytest.TempPathFactory, kill_marker: Path, ray_gate) -> MixedRun:
     """One real Ray Tune run (the shared embedded Ray) of MIXED_ROWS at the smoke scale.
 
-    The kill hook of harness/trainer.py reaches the Ray workers through
-    ``runtime_env.env_vars``; ``max_failures=1`` lets Tune retry the killed trial once.
+    The trials' ``TrainOptions.after_checkpoint`` is a KillAfterCheckpoint (tests/ray_gate.py)
+    that SIGKILLs the first worker to save epoch KILL_AFTER_EPOCH; ``max_failures=1`` lets
+    Tune retry the killed trial once.
     While the run is live (at the first stored trial) the listening sockets of this
     process and all its descendants (GCS, raylet, agents, workers) are recorded.
     Callers shut Ray down at the end of their module (``ray_down_after_module``).
@@ -339,6 +337,8 @@ def mixed_ray_run(tmp_path_factory: pytest.TempPathFactory, kill_marker: Path, r
     from harness.experiments import load_experiment, make_plan
     from harness.orchestrator import RunOptions, run_plan
     from harness.scales import SMOKE
+    from harness.trial import TrainOptions
+    from ray_gate import KillAfterCheckpoint
 
     root = tmp_path_factory.mktemp("mixed")
     exp_path = root / "mixed.yaml"
@@ -360,7 +360,8 @@ def mixed_ray_run(tmp_path_factory: pytest.TempPathFactory, kill_marker: Path, r
     assert marker.read_text() == DISARMED, "the kill hook fired before the mixed run"
     marker.unlink()  # arm the kill hook: the first trial to save epoch 2 is SIGKILLed
     opts = RunOptions(store=str(store), address=address, max_concurrent=2, gpus_per_trial=0,
-                      max_failures=1, log=log)
+                      max_failures=1, log=log,
+                      train=TrainOptions(after_checkpoint=KillAfterCheckpoint(marker, KILL_AFTER_EPOCH)))
     t0 = time.time()
     run.summary = run_plan(run.plan, opts)
     run.log.append(f"mixed run took {time.time() - t0:.1f}s")

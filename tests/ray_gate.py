@@ -158,3 +158,26 @@ def install() -> None:
         _wrap(sys.modules["harness.trainer"])
     elif not any(isinstance(f, _TrainerFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _TrainerFinder())
+
+
+class KillAfterCheckpoint:
+    """``TrainOptions.after_checkpoint`` that crashes a worker like a lost node: the first
+    process to save epoch ``epoch``'s checkpoint creates ``marker`` (atomically, so one kill
+    in all) and SIGKILLs itself; the retried trial finds the marker and trains on from the
+    checkpoint. Picklable by reference (this module is on the workers' path)."""
+
+    def __init__(self, marker: Path, epoch: int) -> None:
+        self.marker, self.epoch = str(marker), epoch
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        import signal
+
+        if int(row["epoch"]) != self.epoch:
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, f"pid {os.getpid()} killed after epoch {self.epoch}\n".encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)

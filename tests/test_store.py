@@ -5,8 +5,6 @@ import dataclasses
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -351,62 +349,8 @@ def test_bad_records_rejected_before_writing(store: Store):
     assert store.trials_df().empty
 
 
-# As root, permission bits hold only without the capabilities that override them: the child
-# that opens the store runs as root without them (util-linux's setpriv), so the bits are real.
-NO_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search,-fowner",
-               "--bounding-set=-dac_override,-dac_read_search,-fowner"]
-
-
-def _open_without_override(path: Path, readonly: bool = False) -> tuple[int, str]:
-    """Open ``Store(path)`` in a child process that permission bits bind; (exit code,
-    stderr): 2 and the one-line message when it raises StoreError, 0 when it opens."""
-    code = ("import sys\nfrom harness.store import Store, StoreError\n"
-            f"try:\n    Store({str(path)!r}, readonly={readonly}).close()\n"
-            "except StoreError as exc:\n    print(exc, file=sys.stderr); sys.exit(2)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    prefix = NO_OVERRIDE if os.geteuid() == 0 else []
-    proc = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
-    return proc.returncode, proc.stderr.strip()
-
-
-def test_readonly_folder_refused(tmp_path: Path):
-    """A folder without write permission gives a StoreError naming the path (as root too:
-    the open runs without the override capabilities), and nothing is created in it."""
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        rc, err = _open_without_override(folder / "harness.sqlite")
-        assert rc == 2 and str(folder) in err and len(err.splitlines()) == 1, err
-        assert list(folder.iterdir()) == []
-    finally:
-        folder.chmod(0o700)
-
-
-def test_readonly_file_refused_for_writing(tmp_path: Path):
-    """A store file without write permission fails at open (not at the first trial) and is
-    left byte-for-byte as it was; opening it read-only still works."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    path = folder / "harness.sqlite"
-    with Store(path) as s:
-        s.put_trial(_rec("keep"))
-    with Store(path) as s:  # checkpoint the WAL into the file, so the bytes say it all
-        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        s.conn.execute("PRAGMA journal_mode=DELETE")
-    before = path.read_bytes()
-    path.chmod(0o444)
-    folder.chmod(0o555)  # no -wal/-shm files can be made beside it either
-    try:
-        rc, err = _open_without_override(path)
-        assert rc == 2 and str(path) in err and len(err.splitlines()) == 1, err
-        assert path.read_bytes() == before
-    finally:
-        folder.chmod(0o755)
-        path.chmod(0o644)
-    with Store(path, readonly=True) as ro:  # reading still works
-        assert ro.integrity_ok() and ro.get_trial("keep") is not None
+# Permission bits (an unwritable folder or file) are tested in tests/test_store_permissions.py,
+# as root too: the check runs in a child that dropped root's privileges.
 
 
 def test_parent_is_a_file_refused(tmp_path: Path):

@@ -33,6 +33,22 @@ def table_args(p: argparse.ArgumentParser) -> None:
                    help="dataset folder: Fashion-MNIST files, or an ImageFolder (train/ + val/)")
 
 
+def integer(minimum: int):
+    """An argparse ``type``: an int >= ``minimum``; anything else is one line naming the
+    value and the valid range (argparse prefixes the flag and exits 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"bad value {text!r}; valid: an integer >= {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def store_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--store", default=DEFAULT_STORE, help=help)
 
@@ -40,9 +56,9 @@ def store_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
 def seeds_args(p: argparse.ArgumentParser, offset: bool = False,
                help: str = "seeds per cell (default: the table's, else the scale's)") -> None:
     """--seeds N (and with ``offset`` --seed-offset K: seeds K..K+N-1)."""
-    p.add_argument("--seeds", type=int, default=None, help=help)
+    p.add_argument("--seeds", type=integer(1), default=None, help=help)
     if offset:
-        p.add_argument("--seed-offset", type=int, default=0,
+        p.add_argument("--seed-offset", type=integer(0), default=0,
                        help="use seeds K..K+N-1, e.g. a seed set other than the baseline's (default 0)")
 
 
@@ -50,14 +66,14 @@ def cluster_args(p: argparse.ArgumentParser) -> None:
     """The Ray cluster and each trial's resources (run, regress)."""
     p.add_argument("--address", default=None,
                    help="join this Ray cluster (HOST:PORT or auto); default: embedded local Ray")
-    p.add_argument("--max-concurrent", type=int, default=None, help="at most K trials at once")
+    p.add_argument("--max-concurrent", type=integer(1), default=None, help="at most K trials at once")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs per trial (default: 1 at the paper scale, 0.25 for miniatures, 0 without GPUs)")
-    p.add_argument("--workers-per-trial", type=int, default=None,
+    p.add_argument("--workers-per-trial", type=integer(1), default=None,
                    help="data-parallel workers per trial (Ray Train TorchTrainer, DDP; gloo on CPU). "
                    "Default: --gpus-per-trial when it is above 1, else 1")
-    p.add_argument("--max-failures", type=int, default=2,
+    p.add_argument("--max-failures", type=integer(0), default=2,
                    help="retries of a crashed trial (from its checkpoint)")
 
 
@@ -66,7 +82,7 @@ def loading_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode", choices=("workers", "device"), default="workers",
                    help="ImageFolder decoding: 'workers' = host DataLoader workers with transforms.v2 "
                    "(default); 'device' = batched JPEG decode and augmentation on the GPU")
-    p.add_argument("--loader-workers", type=int, default=8, metavar="N",
+    p.add_argument("--loader-workers", type=integer(0), default=8, metavar="N",
                    help="DataLoader worker processes per trial for ImageFolder data (default 8)")
 
 
@@ -75,17 +91,6 @@ def json_arg(p: argparse.ArgumentParser) -> None:
 
 
 # ---- checks ---------------------------------------------------------------------------
-def check_counts(args: argparse.Namespace) -> None:
-    """--seeds and --max-concurrent (where the command has them) are >= 1, --seed-offset >= 0."""
-    for name in ("seeds", "max_concurrent"):
-        v = getattr(args, name, None)
-        if v is not None and v < 1:
-            raise HarnessError(f"bad --{name.replace('_', '-')} {v}; valid: an integer >= 1")
-    offset = getattr(args, "seed_offset", 0)
-    if offset < 0:
-        raise HarnessError(f"bad --seed-offset {offset}; valid: an integer >= 0")
-
-
 def dataset(args: argparse.Namespace, exp: Experiment) -> str | None:
     """An ImageFolder --data-root is the dataset itself for tables that need one (Table 7)."""
     if exp.requires_imagefolder and args.data_root:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.args import check_counts, dataset, seeds_args, table_args
+from harness.commands.args import dataset, seeds_args, table_args
 from harness.errors import HarnessError
 from harness.experiments import load_experiment
 from harness.scales import get_scale
@@ -30,7 +30,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise HarnessError("grid reports come from `python -m harness run grid --model M --tricks "
                            "T1,T2 ...` (it writes the grid's report); `report` takes a paper table "
                            "or an experiment file")
-    check_counts(args)
     scale = get_scale(args.scale)
     exp = load_experiment(args.table)
     if not Path(args.store).is_file():

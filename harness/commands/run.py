@@ -5,7 +5,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from harness.commands.args import (check_counts, cluster_args, dataset, emit_json, json_arg,
+from harness.commands.args import (cluster_args, dataset, emit_json, json_arg,
                                    loading_args, run_options, seeds_args, table_args)
 from harness.experiments import load_experiment, make_plan
 from harness.experiments.grid import grid_experiment
@@ -40,7 +40,6 @@ def load_table(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
-    check_counts(args)
     if args.address and not args.dry_run:
         check_address(args.address)  # unreachable cluster: one line, exit 2, nothing written
     exp = load_table(args)

@@ -305,7 +305,9 @@ def read_experiment_file(path: Path) -> Experiment:
 
     src = str(path)
     if not path.is_file():
-        raise ExperimentError(f"{src}: experiment file not found")
+        tables = ", ".join(sorted(p.stem for p in Path(__file__).parent.glob("paper_table*.yaml")))
+        raise ExperimentError(f"{src}: experiment file not found; valid: {tables}, grid, "
+                              "or the path of an existing .yaml/.toml file")
     try:
         text = path.read_text()
         if path.suffix == ".toml":
