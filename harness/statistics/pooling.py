@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats as st
 from statsmodels.stats.meta_analysis import combine_effects
 
-from .intervals import Interval
+from .intervals import Interval, interval_at
 
 __all__ = ["Pooled", "pooled_effect"]
 
@@ -31,10 +31,9 @@ class Pooled:
 
     def as_interval(self, level: float | None = None) -> Interval:
         """The pooled delta as an :class:`Interval` (``df = inf``: normal) for ``classify``."""
-        level = self.level if level is None else level
-        half = float(st.norm.ppf(0.5 + level / 2.0)) * self.se
-        return Interval(self.mean, self.mean - half, self.mean + half, self.se, math.inf,
-                        level, self.k, self.k, False, None)
+        iv = Interval(self.mean, math.nan, math.nan, self.se, math.inf, self.level,
+                      self.k, self.k, False, None)
+        return interval_at(iv, self.level if level is None else level)
 
 
 def pooled_effect(intervals: Sequence[Interval], level: float = 0.95) -> Pooled:
