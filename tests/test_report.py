@@ -27,11 +27,13 @@ T975_DF1 = 12.706204736174698  # t quantile 0.975, 1 degree of freedom (two seed
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Table 6, ResNet-50-D column: hand-made top-1 per (row, seed) for the verdict checks.
+# Every cell spreads 0.8 over its two seeds (the formula cells below 0.3), so the column's
+# pooled seed SD is about 0.48 on 6 df; the expected verdicts are worked out in the test.
 HAND = {
-    ("Efficient", 0): 70.00, ("Efficient", 1): 71.00,
-    ("+ cosine decay", 0): 71.00, ("+ cosine decay", 1): 72.02,  # delta [1.00, 1.02]: reproduced
-    ("+ label smoothing", 0): 70.00, ("+ label smoothing", 1): 71.01,  # [-1.00, -1.01]: contradicted
-    ("+ distill w/o mixup", 0): 72.00, ("+ distill w/o mixup", 1): 69.00,  # [2.00, -2.01]: noise
+    ("Efficient", 0): 70.0, ("Efficient", 1): 70.8,
+    ("+ cosine decay", 0): 71.6, ("+ cosine decay", 1): 72.4,  # +1.6: reproduced
+    ("+ label smoothing", 0): 70.2, ("+ label smoothing", 1): 71.0,  # -1.4: contradicted
+    ("+ distill w/o mixup", 0): 70.2, ("+ distill w/o mixup", 1): 71.0,  # 0.0: no effect
 }
 FAILED = ("+ mixup w/o distill", "MobileNet")  # seed 0 failed, seed 1 missing
 MISSING = ("+ distill w/ mixup", "Inception-V3")  # both seeds missing
@@ -164,8 +166,9 @@ def test_ours_mean_and_interval_in_cells(table6_report):
     _, text, _, _ = table6_report
     top1 = md_table(text, "### Top-1 accuracy (%)")
     j = top1[0].index("ResNet-50-D (ours)")
-    hw = T975_DF1 * statistics.stdev([70.0, 71.0]) / math.sqrt(2)
-    assert top1[1][j] == f"70.50 ± {hw:.2f} (n=2)"  # the stray 99.99 (other hash) is ignored
+    pair = [HAND[("Efficient", 0)], HAND[("Efficient", 1)]]
+    hw = T975_DF1 * statistics.stdev(pair) / math.sqrt(2)
+    assert top1[1][j] == f"{sum(pair) / 2:.2f} ± {hw:.2f} (n=2)"  # the stray 99.99 (other hash) is ignored
     k = top1[0].index("MobileNet (ours)")
     assert top1[1][k].endswith("(n=2)")  # the trial stored under another table's labels counts
 
@@ -198,27 +201,78 @@ def test_failed_missing_diverged_cells_and_list(table6_report):
     assert "38 planned: 32 done, 1 failed, 2 diverged, 3 missing" in text
 
 
+def pooled_sd_by_hand(cells: list[list[float]]) -> tuple[float, int]:
+    """sqrt(sum of within-cell squared deviations / (N - k)) and N - k, in plain Python."""
+    ss = sum(sum((x - sum(c) / len(c)) ** 2 for x in c) for c in cells)
+    df = sum(len(c) for c in cells) - len(cells)
+    return math.sqrt(ss / df), df
+
+
 def test_verdicts_for_hand_made_deltas(table6_report):
-    """Paired deltas and verdicts of the hand-made ResNet-50-D rows, checked by hand."""
+    """ResNet-50-D rows vs their parents, checked by hand: the seed SD pooled over the
+    column's six cells, a difference of means with it (t on the pooled df), and each verdict
+    from its definition (smoke margin 1.0): all four decided/undecided classes occur."""
+    from scipy.stats import t
+
     _, text, _, _ = table6_report
-    cases = {
-        "+ cosine decay": ("Efficient", 77.91 - 77.16, "reproduced"),  # [1.00, 1.02]
-        "+ label smoothing": ("+ cosine decay", 78.31 - 77.91, "contradicted"),  # [-1.00, -1.01]
-        "+ distill w/o mixup": ("+ label smoothing", 78.67 - 78.31, "within noise"),  # [2.00, -2.01]
+    rows = [r.label for r in load_experiment("paper_table6").rows]
+    value = {(r, s): HAND.get((r, s), 60.0 + 2 * rows.index(r) + 0.3 * s) for r in rows for s in (0, 1)}
+    sd, df = pooled_sd_by_hand([[value[(r, 0)], value[(r, 1)]] for r in rows])
+    assert df == 6 and sd == pytest.approx(math.sqrt(1.37 / 6))
+    cases = {  # row: (parent, paper delta, expected verdict)
+        "+ cosine decay": ("Efficient", 77.91 - 77.16, "reproduced"),
+        "+ label smoothing": ("+ cosine decay", 78.31 - 77.91, "contradicted; smaller than the paper's"),
+        "+ distill w/o mixup": ("+ label smoothing", 78.67 - 78.31, "no effect"),
+        "+ mixup w/o distill": ("+ label smoothing", 79.15 - 78.31, "contradicted; smaller than the paper's"),
+        "+ distill w/ mixup": ("+ label smoothing", 79.29 - 78.31, "undecided; smaller than the paper's"),
     }
     for row, (parent, paper, expected) in cases.items():
-        diffs = [HAND[(row, s)] - HAND[(parent, s)] for s in (0, 1)]
+        mean = (value[(row, 0)] + value[(row, 1)] - value[(parent, 0)] - value[(parent, 1)]) / 2
+        se = sd * math.sqrt(1 / 2 + 1 / 2)
+        lo, hi = mean - t.ppf(0.975, df) * se, mean + t.ppf(0.975, df) * se
         line = delta_row(text, row, "ResNet-50-D")
-        mean = sum(diffs) / 2
-        hw = T975_DF1 * statistics.stdev(diffs) / math.sqrt(2)
-        assert line[1] == parent
-        assert line[3] == f"{mean:+.2f} ± {hw:.2f} (n=2)"
-        assert line[4] == f"{paper:+.2f}"
-        assert line[5] == expected
+        assert line[1] == parent and line[3] == "2/2"
+        assert line[4] == f"{round(mean, 2) + 0.0:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        assert line[6] == f"{paper:+.2f}"
+        assert line[7] == expected, (row, line)
+        if expected.startswith("undecided"):  # 0 inside the 95% interval, the 90% one not inside +-1
+            h90 = t.ppf(0.95, df) * se
+            assert lo < 0 < hi and not (-1 < mean - h90 and mean + h90 < 1)
+            assert float(line[8]) > abs(mean)  # an MDE larger than what was seen
     # rows that add to '+ label smoothing' are compared with it, not with the previous row
     assert delta_row(text, "+ distill w/ mixup", "ResNet-50-D")[1] == "+ label smoothing"
-    assert delta_row(text, "+ distill w/ mixup", "Inception-V3")[5] == "not run"
-    assert delta_row(text, "+ distill w/o mixup", "MobileNet")[5] == "not run"  # diverged
+    assert delta_row(text, "+ distill w/ mixup", "Inception-V3")[7] == "not run"
+    assert delta_row(text, "+ distill w/o mixup", "MobileNet")[7] == "not run"  # diverged
+
+
+def test_pooled_trick_verdicts_by_hand(table6_report):
+    """The per-trick table pools the per-model deltas with inverse-variance weights; checked
+    by hand for '+ cosine decay' over the three models."""
+    from scipy.stats import norm, t
+
+    _, text, _, _ = table6_report
+    table = md_table(text, "Per trick, pooled over the models: " + text.split(
+        "Per trick, pooled over the models: ")[1].split("\n")[0])
+    row = next(r for r in table if r[0] == "+ cosine decay")
+    exp = load_experiment("paper_table6")
+    rows = [r.label for r in exp.rows]
+    means, ws = [], []
+    for j, col in enumerate(c.label for c in exp.columns):
+        def v(r, s):
+            if col == "ResNet-50-D":
+                return HAND.get((r, s), 60.0 + 2 * rows.index(r) + 0.3 * s)
+            return 60.0 + 2 * rows.index(r) + j + 0.3 * s
+        cells = [[v(r, 0), v(r, 1)] for r in rows
+                 if (r, col) not in (FAILED, MISSING, DIVERGED)]
+        sd, df = pooled_sd_by_hand(cells)
+        if sd == 0:
+            continue  # no noise, no weight (an exact difference has no interval)
+        means.append((v("+ cosine decay", 0) + v("+ cosine decay", 1) - v("Efficient", 0) - v("Efficient", 1)) / 2)
+        ws.append(1 / sd ** 2)
+    mean = sum(w * m for w, m in zip(ws, means)) / sum(ws)
+    half = norm.ppf(0.975) / math.sqrt(sum(ws))
+    assert row[2] == f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+    assert t.ppf(0.975, 6) > norm.ppf(0.975)  # (the pooled interval is normal, narrower)
 
 
 def test_header_deviations_and_provenance(table6_report):
@@ -393,8 +447,13 @@ def test_transfer_report_has_task_metric_deltas(tmp_path):
                 m = miou.get((row, spec.seed), 30.0)
                 st.put_trial(record(spec, metrics={"miou": m, "pixacc": 80.0}))
     text = write_report(exp, SMOKE, str(path), out_dir=tmp_path / "r", figures=False).read_text()
+    from scipy.stats import t
+
     table = md_table(text, "## Each trick vs the row it adds to (mIoU, the transfer task)")
-    assert table[0][3:5] == ["Δ mIoU (ours)", "Δ mIoU (paper)"]
+    assert table[0][4] == "Δ mIoU (ours) [CI]" and table[0][6] == "Δ mIoU (paper)"
     row = next(r for r in table if r[0] == "+ cosine")
-    half = statistics.stdev([1.0, 1.02]) / math.sqrt(2) * 12.706204736
-    assert row[3] == f"+1.01 ± {half:.2f} (n=2)" and row[4] == "+0.45" and row[5] == "reproduced"
+    rows = [r.label for r in exp.rows]
+    sd, df = pooled_sd_by_hand([[miou.get((r, s), 30.0) for s in (0, 1)] for r in rows])
+    half = t.ppf(0.975, df) * sd
+    assert row[4] == f"+1.01 [{1.01 - half:+.2f}, {1.01 + half:+.2f}]" and row[6] == "+0.45"
+    assert row[7] == ("reproduced" if 1.01 - half > 0 else "undecided")

@@ -30,20 +30,20 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
     report_data = load_report_data(exp, scale, store_path, seeds, data=data, data_root=data_root)
     folder = Path(out_dir) / scale.name
     fig_dir = folder / "figures"
-    deltas = report_data.deltas("top1") if exp.stacked and "top1" in exp.metrics else []
+    verdicts = report_data.verdicts("top1") if exp.stacked and "top1" in exp.metrics else None
     figs = []
     if figures and exp.kind == "classification":
         figs.append(lr_schedule_figure(report_data, fig_dir / f"{exp.name}-lr-schedule.png"))
         ls = label_smoothing_figure(report_data, fig_dir / f"{exp.name}-label-smoothing-gap.png")
         if ls is not None:
             figs.append(ls)
-    if figures and deltas:
-        d = deltas_figure(report_data, deltas, fig_dir / f"{exp.name}-deltas.png")
+    if figures and verdicts and verdicts.per_model:
+        d = deltas_figure(report_data, verdicts.per_model, fig_dir / f"{exp.name}-deltas.png")
         if d is not None:
             figs.append(d)
-    task = {m: report_data.deltas(m) for m in exp.metrics
+    task = {m: report_data.verdicts(m) for m in exp.metrics
             if exp.stacked and exp.kind != "classification" and m not in ("top1", "top5")}
-    return folder / f"{exp.name}.md", render(report_data, deltas, figs, "figures", task)
+    return folder / f"{exp.name}.md", render(report_data, verdicts, figs, "figures", task)
 
 
 def write_report(exp: Experiment, scale: Scale, store_path: str | Path,

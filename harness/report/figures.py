@@ -22,7 +22,8 @@ import numpy as np
 from harness.store import TrialRecord
 from harness.atomic import atomic_write
 from harness.report.stats import finite
-from harness.report.tables import Delta, ReportData
+from harness.report.tables import ReportData
+from harness.report.verdicts import Comparison
 
 __all__ = ["Figure", "save_figure", "lr_schedule_figure", "label_smoothing_figure", "deltas_figure"]
 
@@ -205,7 +206,7 @@ def label_smoothing_figure(data: ReportData, path: Path) -> Figure | None:
 
 
 # ---- per-trick deltas -------------------------------------------------------------------
-def deltas_figure(data: ReportData, deltas: list[Delta], path: Path) -> Figure | None:
+def deltas_figure(data: ReportData, deltas: list[Comparison], path: Path) -> Figure | None:
     """Grouped bars per column: our paired delta (95% CI) and the paper's, for each row."""
     if not deltas:
         return None
@@ -220,7 +221,7 @@ def deltas_figure(data: ReportData, deltas: list[Delta], path: Path) -> Figure |
         ours = [by_row[r].mean if r in by_row and finite(by_row[r].mean) else np.nan for r in rows]
         err = [by_row[r].half_width if r in by_row and finite(by_row[r].half_width) else 0.0 for r in rows]
         paper = [by_row[r].paper if r in by_row and by_row[r].paper is not None else np.nan for r in rows]
-        ax.bar(x - w / 2, ours, w, yerr=err, capsize=3, label="ours (95% CI)", color="C0")
+        ax.bar(x - w / 2, ours, w, yerr=err, capsize=3, label="ours (CI)", color="C0")
         ax.bar(x + w / 2, paper, w, label="paper", color="C7")
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xticks(x, rows, rotation=35, ha="right", fontsize=8)
@@ -229,5 +230,6 @@ def deltas_figure(data: ReportData, deltas: list[Delta], path: Path) -> Figure |
     axes[0].legend(fontsize=8)
     save_figure(fig, path)
     return Figure("Per-trick top-1 deltas, ours vs the paper's", path,
-                  caption="Each row minus the row it adds to; ours paired by seed with a 95% "
-                  "t-interval, missing bars were not run.")
+                  caption="Each row minus the row it adds to; ours with the interval of its "
+                  "verdict (95%, or the look's nominal level in an adaptive run; pooled seed "
+                  "noise per model), missing bars were not run.")

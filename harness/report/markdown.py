@@ -9,7 +9,6 @@ The text depends only on the store's content, so an unchanged store gives the sa
 from __future__ import annotations
 
 import json
-from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,18 @@ import pandas as pd
 from harness.analysis.designs import design_section, label_trials
 from harness.metrics import METRIC_NAMES
 from harness.report.figures import Figure
-from harness.report.stats import VERDICTS
 from harness.report.tables import (
-    Delta,
     ReportData,
     delta_table,
     headline,
     md_table,
     metric_table,
+    noise_table,
     not_done_table,
     speed_table,
+    trick_table,
 )
+from harness.report.verdicts import TrickVerdicts
 
 SUMMARY_TAG = "harness-report"
 
@@ -96,16 +96,52 @@ def provenance(data: ReportData) -> list[list[str]]:
     ]
 
 
-def verdict_counts(deltas: list[Delta]) -> dict[str, int]:
-    counts = Counter(d.verdict if d.paper is not None or d.n == 0 else "no paper number" for d in deltas)
-    return {k: counts[k] for k in (*VERDICTS, "no paper number") if counts[k]}
+def summary(data: ReportData, verdicts: TrickVerdicts | None) -> dict[str, Any]:
+    out = {"table": data.exp.name, "title": data.exp.title, "scale": data.scale.name,
+           "paper_table": data.exp.paper_table, "trials": data.counts(),
+           "headline": headline(data), "verdicts": verdicts.counts() if verdicts else {},
+           "stacked": data.exp.stacked}
+    if verdicts and verdicts.per_trick:
+        out["trick_verdicts"] = verdicts.counts("per_trick")
+    return out
 
 
-def summary(data: ReportData, deltas: list[Delta]) -> dict[str, Any]:
-    return {"table": data.exp.name, "title": data.exp.title, "scale": data.scale.name,
-            "paper_table": data.exp.paper_table, "trials": data.counts(),
-            "headline": headline(data), "verdicts": verdict_counts(deltas),
-            "stacked": data.exp.stacked}
+LEGEND = (
+    "Δ = row − parent. Noise: each model's seed SD is pooled over every cell of the table "
+    "(residual SD of top-1 ~ row), so an interval's degrees of freedom come from all of that "
+    "model's seeds; a row and its parent are paired by seed only where their measured "
+    "correlation is at least 0.5 on 3 or more seeds (the `noise` column gives r). Per trick, "
+    "the per-model deltas are pooled with a fixed-effect (inverse-variance) mean, because the "
+    "question is whether the trick helps on these models; I² says how much the models disagree. "
+    "Verdicts: `reproduced` = the 95% interval excludes 0 on the paper's side; `contradicted` "
+    "= it excludes 0 on the other side; `no effect` = the 90% interval lies inside ±{margin:g} "
+    "points (two one-sided tests; the margin is the scale's, fixed before any result); "
+    "`undecided` = none of these, with the minimum detectable effect at 80% power (MDE) and "
+    "the seeds per cell that would detect the paper's delta; `differs` = the interval excludes 0 "
+    "and the paper has no number; `not run` = a side is missing. \"smaller/larger than the "
+    "paper's\" = the 95% interval excludes the paper's own delta.")
+
+
+def verdict_section(v: TrickVerdicts, label: str, data: ReportData) -> list[str]:
+    """The per-model and per-trick verdict tables, their legend and the noise they used."""
+    paper_in = [c for c in v.per_model if c.paper is not None and abs(c.paper) < v.margin]
+    lines = [LEGEND.format(margin=v.margin), ""]
+    if v.looks:
+        lines += [f"Seeds were added wave by wave until decisive: {v.looks.describe()}. "
+                  "Each comparison's intervals use the nominal level of the look its seed count "
+                  "reached.", ""]
+    lines += [f"The margin ±{v.margin:g} holds {len(paper_in)} of the {len(v.per_model)} paper "
+              "deltas of this table (a `no effect` there agrees with the paper's size).", "",
+              "Verdicts per model: " + _counts(v.counts()) + ".", "", delta_table(v, label), ""]
+    if v.per_trick:
+        lines += ["Per trick, pooled over the models: " + _counts(v.counts("per_trick")) + ".", "",
+                  trick_table(v, label), ""]
+    lines += ["Seed noise per model (pooled over the table's cells):", "", noise_table(v), ""]
+    return lines
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {n}" for k, n in counts.items()) or "none"
 
 
 def _figure_md(fig: Figure, rel: str) -> list[str]:
@@ -128,12 +164,12 @@ def design_markdown(data: ReportData) -> str | None:
         return f"## Design analysis\n\nThe {data.exp.design} analysis failed: {' '.join(str(exc).split())}\n"
 
 
-def render(data: ReportData, deltas: list[Delta], figures: list[Figure], fig_rel: str,
-           task_deltas: dict[str, list[Delta]] | None = None) -> str:
-    """The report's markdown. ``deltas``: top-1 deltas (verdicts in the summary);
-    ``task_deltas``: transfer tables' own metric (mAP, mIoU, ...) deltas, one section each."""
+def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figure], fig_rel: str,
+           task_verdicts: dict[str, TrickVerdicts] | None = None) -> str:
+    """The report's markdown. ``verdicts``: top-1 (counted in the summary); ``task_verdicts``:
+    transfer tables' own metric (mAP, mIoU, ...), one section each."""
     exp, scale = data.exp, data.scale
-    lines = [f"<!-- {SUMMARY_TAG} {json.dumps(summary(data, deltas), sort_keys=True)} -->",
+    lines = [f"<!-- {SUMMARY_TAG} {json.dumps(summary(data, verdicts), sort_keys=True)} -->",
              f"# {exp.title}", "",
              f"Experiment `{exp.name}`" + (f" (paper {exp.paper_table})" if exp.paper_table else "")
              + f" at the **{scale.name}** scale; seeds {', '.join(map(str, data.plan.seeds))} per cell"
@@ -160,23 +196,16 @@ def render(data: ReportData, deltas: list[Delta], figures: list[Figure], fig_rel
                   "efficient time, per seed. The paper's times are for 8 V100 GPUs on ImageNet; ours "
                   "are for this scale's data and hardware, so compare the ratios, not the times.", "",
                   speed, ""]
-    if exp.stacked and deltas:
-        counts = verdict_counts(deltas)
-        lines += ["## Each trick vs the row it adds to (top-1)", "",
-                  "Δ = row - parent, paired by seed (mean of the per-seed differences, 95% t-interval). "
-                  "Verdict: `reproduced` = the interval excludes 0 with the paper's sign; `within noise` "
-                  "= it includes 0 or fewer than 2 seeds; `contradicted` = it excludes 0 with the "
-                  "opposite sign; `not run` = a side is missing.", "",
-                  "Verdicts: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ".", "",
-                  delta_table(deltas), ""]
-    for metric, tdeltas in (task_deltas or {}).items():
-        if tdeltas:
+    if exp.stacked and verdicts and verdicts.per_model:
+        lines += ["## Each trick vs the row it adds to (top-1)", ""]
+        lines += verdict_section(verdicts, "top-1", data)
+    for metric, tv in (task_verdicts or {}).items():
+        if tv.per_model:
             name = METRIC_NAMES.get(metric, metric).replace(" (%)", "")
             lines += [f"## Each trick vs the row it adds to ({name}, the transfer task)", "",
-                      "The same paired deltas and verdicts for the downstream metric (Sec 6): does a "
-                      "backbone trick carry over to the task?", "",
-                      "Verdicts: " + ", ".join(f"{k}: {v}" for k, v in verdict_counts(tdeltas).items()) + ".", "",
-                      delta_table(tdeltas, name), ""]
+                      "The same statistics for the downstream metric (Sec 6): does a backbone "
+                      "trick carry over to the task?", ""]
+            lines += verdict_section(tv, name, data)
     design = design_markdown(data)
     if design:
         lines += [design.rstrip(), ""]

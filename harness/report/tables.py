@@ -17,7 +17,8 @@ from tabulate import tabulate
 
 from harness.errors import HarnessError
 from harness.experiments import Experiment, Plan, load_experiment, make_plan
-from harness.report.stats import finite, mean_ci, paired_delta, verdict
+from harness.report.stats import finite, mean_ci
+from harness.report.verdicts import Comparison, Looks, TrickVerdicts, analyse
 from harness.results import metric_value, read_trials
 from harness.scales import Scale
 from harness.spec import TrialSpec
@@ -186,18 +187,6 @@ class CellData:
 
 
 @dataclass
-class Delta:
-    row: str
-    parent: str
-    column: str
-    mean: float
-    half_width: float
-    n: int
-    paper: float | None
-    verdict: str
-
-
-@dataclass
 class ReportData:
     """Everything a report shows, read once from the store."""
 
@@ -209,6 +198,7 @@ class ReportData:
     trials_df: pd.DataFrame  # the plan's stored trials (for design analyses)
     data_root: str | None = None
     fig3_plan: Plan | None = None
+    looks: Looks | None = None  # the group-sequential rule of an adaptive (--until-decisive) run
     cells: dict[tuple[str, str], CellData] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -245,23 +235,14 @@ class ReportData:
             c[rec.status if rec else "missing"] += 1
         return c
 
-    def deltas(self, metric: str = "top1") -> list[Delta]:
-        """Each row vs its parent, per column, paired by seed (stacked tables)."""
-        out = []
-        for i, row in enumerate(self.exp.rows):
-            p = self.parent_index(i)
-            if p is None:
-                continue
-            parent = self.exp.rows[p]
-            for j, col in enumerate(self.exp.columns):
-                ours = self.cells[(row.label, col.label)].values(metric)
-                base = self.cells[(parent.label, col.label)].values(metric)
-                mean, hw, n = paired_delta(ours, base)
-                a, b = (parse_quantity(self.paper_value(k, j, metric)) for k in (i, p))
-                paper = a - b if a is not None and b is not None else None
-                out.append(Delta(row.label, parent.label, col.label, mean, hw, n, paper,
-                                 verdict(mean, hw, n, paper)))
-        return out
+    def paper_delta(self, i: int, p: int, j: int, metric: str) -> float | None:
+        """The paper's delta of row ``i`` over row ``p`` in column ``j`` (None if it lacks one)."""
+        a, b = (parse_quantity(self.paper_value(k, j, metric)) for k in (i, p))
+        return a - b if a is not None and b is not None else None
+
+    def verdicts(self, metric: str = "top1") -> TrickVerdicts:
+        """Each row vs its parent, per column and pooled over columns (stacked tables)."""
+        return analyse(self, metric, self.scale.equivalence_margin, self.looks)
 
 
 def _stored_dataset(store: Store, exp: Experiment, scale: Scale) -> str | None:
@@ -317,12 +298,59 @@ def metric_table(data: ReportData, metric: str) -> str:
     return md_table(headers, rows)
 
 
-def delta_table(deltas: list[Delta], label: str = "top-1") -> str:
-    rows = [[d.row, d.parent, d.column, fmt_delta(d.mean, d.half_width, d.n),
-             "—" if d.paper is None else f"{d.paper:+.2f}",
-             d.verdict if d.paper is not None or d.n == 0 else "no paper number"]
-            for d in deltas]
-    return md_table(["row", "vs", "column", f"Δ {label} (ours)", f"Δ {label} (paper)", "verdict"], rows)
+def _signed(x: float | None, digits: int = 2) -> str:
+    """``x`` with its sign; a value that rounds to zero is +0.00, never -0.00."""
+    return "—" if x is None or not finite(x) else f"{round(x, digits) + 0.0:+.{digits}f}"
+
+
+def _interval(c: Comparison) -> str:
+    iv = c.interval
+    if iv is None:
+        return "—"
+    if not finite(iv.lo):
+        return f"{_signed(iv.mean)} (no interval)"
+    return f"{_signed(iv.mean)} [{_signed(iv.lo)}, {_signed(iv.hi)}]"
+
+
+def _verdict(c: Comparison) -> str:
+    return c.verdict.name + (f"; {c.verdict.vs_paper}" if c.verdict.vs_paper else "")
+
+
+def _pairing(c: Comparison) -> str:
+    iv = c.interval
+    if iv is None or iv.corr is None or not finite(iv.corr):
+        return "—"
+    return f"{'paired' if iv.paired else 'pooled'}, r={iv.corr:+.2f}"
+
+
+def _needed(c: Comparison) -> str:
+    if c.decided or c.paper is None or not c.paper:
+        return ""
+    return "> 64" if c.seeds_needed is None else str(c.seeds_needed)
+
+
+def delta_table(v: TrickVerdicts, label: str = "top-1") -> str:
+    """Per model: row vs parent, seeds, interval, pairing, the paper's delta, verdict, MDE."""
+    rows = [[c.row, c.parent, c.column, f"{c.n_row}/{c.n_parent}", _interval(c), _pairing(c),
+             _signed(c.paper), _verdict(c), "" if c.decided else _signed(c.mde).lstrip("+"),
+             _needed(c)] for c in v.per_model]
+    return md_table(["row", "vs", "column", "seeds", f"Δ {label} (ours) [CI]", "noise",
+                     f"Δ {label} (paper)", "verdict", "MDE (80%)", "seeds for paper's Δ"], rows)
+
+
+def trick_table(v: TrickVerdicts, label: str = "top-1") -> str:
+    """Per trick: the fixed-effect mean over the models, heterogeneity, verdict."""
+    rows = [[c.row, c.parent, _interval(c),
+             "—" if c.pooled is None else f"{c.pooled.i2:.0%}", _signed(c.paper), _verdict(c),
+             "" if c.decided else _signed(c.mde).lstrip("+")] for c in v.per_trick]
+    return md_table(["row", "vs", f"Δ {label} pooled [CI]", "I²", f"Δ {label} (paper, mean)",
+                     "verdict", "MDE (80%)"], rows)
+
+
+def noise_table(v: TrickVerdicts) -> str:
+    rows = [[col, "—" if not finite(n.sd) else f"{n.sd:.2f}", n.df, n.n_cells, n.n]
+            for col, n in v.noise.items()]
+    return md_table(["column", "seed SD (pooled)", "df", "cells", "trials"], rows)
 
 
 def speed_columns(exp: Experiment) -> tuple[int, int] | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,7 +56,10 @@ def pooled_effect(intervals: Sequence[Interval], level: float = 0.95) -> Pooled:
     if len(use) == 1:  # combine_effects needs two; the "pool" of one is that estimate
         half = float(st.norm.ppf(0.5 + level / 2.0)) * use[0].se
         return Pooled(m[0], m[0] - half, m[0] + half, use[0].se, 0.0, 0.0, 1, level)
-    with np.errstate(divide="ignore", invalid="ignore"):  # Q = 0 gives I2 = 1 - 1/0
+    # Q = 0 gives I2 = 1 - 1/0, and statsmodels also computes a random-effects HKSJ interval
+    # (unused here) whose variance can be negative: both warn without touching what we read
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         res = combine_effects(m, v, method_re="chi2", use_t=False, alpha=1.0 - level)
     lo, hi = res.conf_int(alpha=1.0 - level, use_t=False)[0]
     i2 = max(0.0, float(res.i2)) if res.q > 0 else 0.0  # statsmodels: 1 - (k-1)/Q, untruncated
