@@ -61,7 +61,7 @@ def pooled_effect(intervals: Sequence[Interval], level: float = 0.95) -> Pooled:
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = combine_effects(m, v, method_re="chi2", use_t=False, alpha=1.0 - level)
-    lo, hi = res.conf_int(alpha=1.0 - level, use_t=False)[0]
+        lo, hi = res.conf_int(alpha=1.0 - level, use_t=False)[0]
     i2 = max(0.0, float(res.i2)) if res.q > 0 else 0.0  # statsmodels: 1 - (k-1)/Q, untruncated
     return Pooled(float(res.mean_effect_fe), float(lo), float(hi), float(res.sd_eff_w_fe),
                   float(res.q), i2, len(use), level)
