@@ -326,3 +326,17 @@ def test_speed_change_exact_mann_whitney():
     ratio, p = speed_change([100.0, 101.0, 102.0], [90.0, 91.0, 92.0])
     assert ratio == pytest.approx(91 / 101) and p == pytest.approx(0.1)
     assert math.isnan(speed_change([], [1.0]).p)
+
+
+def test_mde_far_in_the_tail():
+    """A first interim look has a tiny alpha and few df (df 3, alpha 1e-5): the MDE is where
+    scipy's noncentral t reaches 80% power (statsmodels' ttest_power gives NaN there), and
+    it lies beyond the critical t (60.4), as it must."""
+    from scipy import stats
+
+    from harness.statistics import mde
+
+    m = mde(1.0, 3, alpha=1e-5)
+    crit = stats.t.ppf(1 - 5e-6, 3)
+    assert m > crit
+    assert stats.nct.sf(crit, 3, m) == pytest.approx(0.8, abs=1e-6)

@@ -33,6 +33,9 @@ def table_args(p: argparse.ArgumentParser) -> None:
                    help="dataset folder: Fashion-MNIST files, or an ImageFolder (train/ + val/)")
 
 
+FIRST_WAVE = 3  # seeds per cell in an adaptive run's first wave
+
+
 def integer(minimum: int):
     """An argparse ``type``: an int >= ``minimum``; anything else is one line naming the
     value and the valid range (argparse prefixes the flag and exits 2)."""
@@ -84,6 +87,27 @@ def loading_args(p: argparse.ArgumentParser) -> None:
                    "(default); 'device' = batched JPEG decode and augmentation on the GPU")
     p.add_argument("--loader-workers", type=integer(0), default=8, metavar="N",
                    help="DataLoader worker processes per trial for ImageFolder data (default 8)")
+
+
+def decisive_args(p: argparse.ArgumentParser) -> None:
+    """--until-decisive [--max-seeds N] [--spending obf|pocock] (run, report)."""
+    p.add_argument("--until-decisive", action="store_true",
+                   help="add seeds wave by wave (3 per cell first) only where a verdict is undecided, "
+                   "under a group-sequential alpha-spending rule (harness/adaptive.py)")
+    p.add_argument("--max-seeds", type=integer(FIRST_WAVE), default=12, metavar="N",
+                   help=f"--until-decisive: at most N seeds per cell (default 12; >= {FIRST_WAVE}, the first wave)")
+    p.add_argument("--spending", choices=("obf", "pocock"), default="obf",
+                   help="--until-decisive: O'Brien-Fleming-type (default) or Pocock-type alpha spending")
+
+
+def looks(args: argparse.Namespace) -> Any:
+    """The group-sequential rule of --until-decisive (a harness.report.verdicts.Looks; None
+    without it)."""
+    if not getattr(args, "until_decisive", False):
+        return None
+    from harness.report.verdicts import Looks  # scipy, statsmodels, pandas: not for `train`
+
+    return Looks(first=FIRST_WAVE, max_seeds=args.max_seeds, kind=args.spending)
 
 
 def json_arg(p: argparse.ArgumentParser) -> None:

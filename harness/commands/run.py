@@ -5,8 +5,9 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from harness.commands.args import (cluster_args, dataset, emit_json, json_arg,
-                                   loading_args, run_options, seeds_args, table_args)
+from harness.commands.args import (cluster_args, dataset, decisive_args, emit_json, json_arg,
+                                   loading_args, looks, run_options, seeds_args, table_args)
+from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
 from harness.experiments.grid import grid_experiment
 from harness.ray_env import check_address
@@ -29,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tricks", default=None, help="grid: comma-separated tricks")
     p.add_argument("--design", default="factorial", help="grid: factorial | loo | stack")
     loading_args(p)
+    decisive_args(p)
+    p.add_argument("--budget", default=None, metavar="DURATION",
+                   help="--until-decisive: stop adding waves once this much wall time is spent "
+                   "(e.g. 90s, 30m, 2h, 1h30m)")
     p.set_defaults(func=cmd_run)
 
 
@@ -36,6 +41,36 @@ def load_table(args: argparse.Namespace):
     if args.table == "grid":
         return grid_experiment(args.model, args.tricks, args.design, getattr(args, "seeds", None))
     return load_experiment(args.table)
+
+
+def _report(args: argparse.Namespace, exp, scale, seeds, rule) -> str | None:
+    if args.no_report:
+        return None
+    from harness.report import write_report  # pandas, matplotlib
+
+    report = str(write_report(exp, scale, args.store, seeds=seeds, data=dataset(args, exp),
+                              data_root=args.data_root, looks=rule))
+    print(f"report: {report}", file=sys.stderr)
+    return report
+
+
+def _run_decisive(args: argparse.Namespace, exp, scale, rule, budget: float | None) -> int:
+    """--until-decisive: waves of seeds until the verdicts decide (harness/adaptive.py)."""
+    from harness.adaptive import until_decisive  # Ray
+
+    opts = run_options(args)
+    summary = until_decisive(exp, scale, opts, rule, budget, data=dataset(args, exp), log=opts.log)
+    report = _report(args, exp, scale, None, rule)
+    out = {**summary.to_json(), "report": report}
+    last = summary.waves[-1] if summary.waves else None
+    if args.json:
+        emit_json(out)
+    else:
+        print(f"{summary.table} @ {summary.scale}: {len(summary.waves)} waves, {summary.trials} trials, "
+              f"{summary.failed} failed in {summary.wall_s:.0f}s; stopped: {summary.stopped}"
+              + (f"; {last.decided}/{last.comparisons} verdicts decided" if last else "")
+              + (f"; report {report}" if report else ""))
+    return 0 if summary.failed == 0 else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -49,18 +84,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print_plan(plan, args.store)
         return 0
+    rule = looks(args)
+    budget = None
+    if args.budget is not None:
+        from harness.adaptive import parse_duration
+
+        budget = parse_duration(args.budget)
+        if rule is None:
+            raise HarnessError(f"bad --budget {args.budget!r} without --until-decisive; valid: "
+                               "--budget with --until-decisive")
     from harness.orchestrator import run_plan  # Ray
     from harness.store import Store  # pandas
 
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
+    if rule is not None:
+        return _run_decisive(args, exp, scale, rule, budget)
     summary = run_plan(plan, run_options(args), argv=sys.argv)
-    report = None
-    if not args.no_report:
-        from harness.report import write_report  # pandas, matplotlib
-
-        report = str(write_report(exp, scale, args.store, seeds=plan.seeds,
-                                  data=dataset(args, exp), data_root=args.data_root))
-        print(f"report: {report}", file=sys.stderr)
+    report = _report(args, exp, scale, plan.seeds, None)
     out = {**asdict(summary), "report": report}
     if args.json:
         emit_json(out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Mapping
 
 from harness.errors import HarnessError, unknown
 from harness.experiments.schema import Experiment, Row, read_experiment_file, row_recipes
@@ -128,3 +129,17 @@ def _transfer_spec(exp: Experiment, backbone: TrialSpec) -> TrialSpec:
     """Sec 6: fine-tune the backbone trial's network for detection or segmentation."""
     return replace(backbone, task=exp.kind, backbone=backbone, teacher=None,
                    task_args=json.dumps(dict(exp.transfer), sort_keys=True))
+
+
+def subplan(plan: Plan, seeds: Mapping[tuple[str, str], int]) -> Plan:
+    """``plan`` with each cell cut to its first ``seeds[cell]`` seeds (cells not named keep
+    all theirs), and only the teachers and backbones those trials need: one wave of an
+    adaptive run. Seeds are kept in order, so a wave's trials are ordinary trials."""
+    trials = {cell: specs[:seeds.get(cell, len(specs))] for cell, specs in plan.trials.items()}
+    kept = [t for ts in trials.values() for t in ts]
+    teachers = {t.teacher.hash for t in kept if t.teacher is not None}
+    backbones = {t.backbone.hash for t in kept if t.backbone is not None}
+    n = max((len(ts) for ts in trials.values()), default=0)
+    return Plan(experiment=plan.experiment, scale=plan.scale, seeds=plan.seeds[:n], cells=plan.cells,
+                trials=trials, teachers=[t for t in plan.teachers if t.hash in teachers],
+                backbones=[b for b in plan.backbones if b.hash in backbones])

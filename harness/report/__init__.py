@@ -17,6 +17,7 @@ from harness.report.figures import deltas_figure, label_smoothing_figure, lr_sch
 from harness.report.index import write_index
 from harness.report.markdown import render
 from harness.report.tables import load_report_data
+from harness.report.verdicts import Looks
 from harness.scales import Scale
 
 __all__ = ["write_report", "build_report"]
@@ -24,10 +25,13 @@ __all__ = ["write_report", "build_report"]
 
 def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: list[int] | None = None,
                  out_dir: str | Path = "reports", *, data: str | None = None,
-                 data_root: str | None = None, figures: bool = True) -> tuple[Path, str]:
+                 data_root: str | None = None, figures: bool = True,
+                 looks: Looks | None = None) -> tuple[Path, str]:
     """Collect the data, draw the figures (under ``out_dir/<scale>/figures``) and return
-    ``(report path, markdown)`` without writing the markdown or the index."""
-    report_data = load_report_data(exp, scale, store_path, seeds, data=data, data_root=data_root)
+    ``(report path, markdown)`` without writing the markdown or the index. ``looks``: the
+    report of an adaptive run (every stored seed per cell; group-sequential levels)."""
+    report_data = load_report_data(exp, scale, store_path, seeds, data=data, data_root=data_root,
+                                   looks=looks)
     folder = Path(out_dir) / scale.name
     fig_dir = folder / "figures"
     verdicts = report_data.verdicts("top1") if exp.stacked and "top1" in exp.metrics else None
@@ -49,7 +53,7 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
 def write_report(exp: Experiment, scale: Scale, store_path: str | Path,
                  seeds: list[int] | None = None, out_dir: str | Path = "reports", *,
                  data: str | None = None, data_root: str | None = None,
-                 figures: bool = True) -> Path:
+                 figures: bool = True, looks: Looks | None = None) -> Path:
     """Write ``out_dir/<scale>/<exp.name>.md`` (+ PNGs in ``figures/``) atomically and
     refresh ``out_dir/README.md``; returns the report's path.
 
@@ -61,7 +65,7 @@ def write_report(exp: Experiment, scale: Scale, store_path: str | Path,
     Raises HarnessError (one line) for a missing or unreadable store.
     """
     path, text = build_report(exp, scale, store_path, seeds, out_dir, data=data, data_root=data_root,
-                              figures=figures)
+                              figures=figures, looks=looks)
     write_text_atomic(path, text)
     write_index(out_dir)
     return path

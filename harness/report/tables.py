@@ -16,7 +16,7 @@ import yaml
 from tabulate import tabulate
 
 from harness.errors import HarnessError
-from harness.experiments import Experiment, Plan, load_experiment, make_plan
+from harness.experiments import Experiment, Plan, load_experiment, make_plan, subplan
 from harness.report.stats import finite, mean_ci
 from harness.report.verdicts import Comparison, Looks, TrickVerdicts, analyse
 from harness.results import metric_value, read_trials
@@ -256,8 +256,12 @@ def _stored_dataset(store: Store, exp: Experiment, scale: Scale) -> str | None:
 
 def load_report_data(exp: Experiment, scale: Scale, store_path: str | Path,
                      seeds: list[int] | None = None, data: str | None = None,
-                     data_root: str | None = None) -> ReportData:
-    """Build the plan (as ``run`` did) and read its trials (and Figure 3's) from the store."""
+                     data_root: str | None = None, looks: Looks | None = None) -> ReportData:
+    """Build the plan (as ``run`` did) and read its trials (and Figure 3's) from the store.
+
+    With ``looks`` (an adaptive run), each cell holds every seed stored for it in order,
+    from 0 up to ``looks.max_seeds`` (at least ``looks.first``), and the verdicts use the
+    looks' nominal levels."""
     if not Path(store_path).is_file():
         raise HarnessError(f"no results store at {store_path}; run the table first "
                            "(python -m harness run ...) or pass --store PATH")
@@ -265,7 +269,9 @@ def load_report_data(exp: Experiment, scale: Scale, store_path: str | Path,
     with Store(store_path, readonly=True) as store:
         if data is None and exp.requires_imagefolder and scale.dataset != "imagefolder":
             data = _stored_dataset(store, exp, scale)
-        plan = make_plan(exp, scale, seeds=n, data=data)
+        plan = make_plan(exp, scale, seeds=looks.max_seeds if looks else n, data=data)
+        if looks:
+            plan = subplan(plan, stored_prefixes(store, plan, looks.first))
         hashes = [t.hash for t in plan.all_trials()]
         fig3 = None
         if exp.kind == "classification":
@@ -279,7 +285,19 @@ def load_report_data(exp: Experiment, scale: Scale, store_path: str | Path,
     df = stored.frame
     plan_df = df[df["spec_hash"].isin(set(hashes))].reset_index(drop=True)
     return ReportData(exp=exp, scale=scale, plan=plan, trials=stored.records, epochs=epochs,
-                      trials_df=plan_df, data_root=data_root, fig3_plan=fig3)
+                      trials_df=plan_df, data_root=data_root, fig3_plan=fig3, looks=looks)
+
+
+def stored_prefixes(store: Store, plan: Plan, first: int) -> dict[tuple[str, str], int]:
+    """Per cell, how many of its seeds 0, 1, ... are stored in a row (at least ``first``)."""
+    stored = set(read_trials(store, [t.hash for t in plan.all_trials()]).records)
+    out = {}
+    for cell, specs in plan.trials.items():
+        n = 0
+        while n < len(specs) and specs[n].hash in stored:
+            n += 1
+        out[cell] = max(first, n)
+    return out
 
 
 # ---- tables -----------------------------------------------------------------------------

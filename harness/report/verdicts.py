@@ -32,7 +32,7 @@ from harness.statistics import (VERDICT_NAMES, Interval, Noise, Pooled, Verdict,
 ALPHA = 0.05
 PAIR_MIN_CORR = 0.5
 SEEDS_CAP = 64  # "seeds needed" beyond this is reported as "> 64"
-NORMAL_DF = 1e7  # the pooled (fixed-effect) interval is normal: t with this many df
+NORMAL_DF = float("inf")  # the pooled (fixed-effect) interval is normal
 
 
 @dataclass(frozen=True)
