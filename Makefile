@@ -14,7 +14,7 @@ export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
 .PHONY: run test test-fast venv data bench clean help
 
 help:
-	@echo "make run   - set up and run 'python -m harness run paper_table6' (local scale)"
+	@echo "make run   - set up and run 'python -m harness run paper_table6 --until-decisive --budget 30m' (local scale)"
 	@echo "make test  - set up and run the whole test suite"
 	@echo "make bench - run the benchmarks in bench/"
 
@@ -34,7 +34,7 @@ data: $(STAMP)
 	  echo "or run 'python -m harness data download --data-root DIR' on a machine with internet."; exit 2; }
 
 run: data
-	$(BIN)/python -m harness run paper_table6
+	$(BIN)/python -m harness run paper_table6 --until-decisive --budget 30m
 
 test: data
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900

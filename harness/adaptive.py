@@ -103,7 +103,7 @@ def until_decisive(exp: Experiment, scale: Scale, opts: RunOptions, looks: Looks
         report = load_report_data(exp, scale, opts.store, data=data, looks=looks)
         for cell, n in _prefix_seeds(report).items():  # an interrupted run may have stored more
             seeds[cell] = max(seeds[cell], n)
-        v = report.verdicts(metric) if exp.stacked else None
+        v = report.verdicts(metric, power=False) if exp.stacked else None
         out.waves.append(_wave(seeds, trained, summary.wall_s, v))
         log(f"wave {len(out.waves)}: {trained} trained in {summary.wall_s:.0f}s; " + _decided(out.waves[-1]))
         grow = {c for c in (cells_to_grow(v) if v else set()) if seeds[c] < looks.max_seeds}

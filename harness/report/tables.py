@@ -240,9 +240,9 @@ class ReportData:
         a, b = (parse_quantity(self.paper_value(k, j, metric)) for k in (i, p))
         return a - b if a is not None and b is not None else None
 
-    def verdicts(self, metric: str = "top1") -> TrickVerdicts:
+    def verdicts(self, metric: str = "top1", power: bool = True) -> TrickVerdicts:
         """Each row vs its parent, per column and pooled over columns (stacked tables)."""
-        return analyse(self, metric, self.scale.equivalence_margin, self.looks)
+        return analyse(self, metric, self.scale.equivalence_margin, self.looks, power)
 
 
 def _stored_dataset(store: Store, exp: Experiment, scale: Scale) -> str | None:

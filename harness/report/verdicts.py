@@ -21,6 +21,7 @@ Lan-DeMets alpha-spending rule, so the interim looks do not inflate the error ra
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +45,7 @@ class Looks:
     kind: str = "obf"  # "obf" (O'Brien-Fleming-type) | "pocock" (Pocock-type) spending
 
     def bounds(self) -> list[float]:
-        ns = range(self.first, self.max_seeds + 1)
-        return spending_bounds([n / self.max_seeds for n in ns], ALPHA, self.kind)
+        return list(_bounds(self.first, self.max_seeds, self.kind))
 
     def alpha(self, n: int) -> float:
         """The nominal two-sided alpha of the look at ``n`` seeds (the last look's past it)."""
@@ -59,6 +59,13 @@ class Looks:
         return (f"group-sequential looks after {self.first}..{self.max_seeds} seeds per cell, "
                 f"Lan-DeMets {name} alpha spending of {ALPHA:g} two-sided; nominal alpha per "
                 f"look (seeds: alpha) {alphas}")
+
+
+@functools.lru_cache(maxsize=32)
+def _bounds(first: int, max_seeds: int, kind: str) -> tuple[float, ...]:
+    """The z bounds of looks at first..max_seeds seeds (information fraction n / max_seeds)."""
+    ns = range(first, max_seeds + 1)
+    return tuple(spending_bounds([n / max_seeds for n in ns], ALPHA, kind))
 
 
 @dataclass
@@ -104,8 +111,10 @@ def column_noise(cells: dict[str, dict[int, float]]) -> Noise:
 
 
 def compare(row: str, parent: str, column: str, ours: dict[int, float], base: dict[int, float],
-            noise: Noise, paper: float | None, margin: float, looks: Looks | None) -> Comparison:
-    """A row vs its parent in one column, at the look its seed count reaches."""
+            noise: Noise, paper: float | None, margin: float, looks: Looks | None,
+            power: bool = True) -> Comparison:
+    """A row vs its parent in one column, at the look its seed count reaches; ``power``: also
+    the MDE and the seeds the paper's delta needs (what an undecided verdict reports)."""
     n_row, n_parent = len(ours), len(base)
     if not ours or not base:
         return Comparison(row, parent, column, None, paper, Verdict("not run", None, "a side has no value"),
@@ -115,6 +124,8 @@ def compare(row: str, parent: str, column: str, ours: dict[int, float], base: di
     verdict = classify(iv, interval_at(iv, 1 - 2 * alpha), paper, margin)
     cmp = Comparison(row, parent, column, iv, paper, verdict, alpha, n_row, n_parent,
                      noise_sd=noise.sd if math.isfinite(noise.sd) else None)
+    if not power or cmp.decided:
+        return cmp
     if math.isfinite(iv.se) and iv.se > 0 and iv.df > 0:
         cmp.mde = mde(iv.se, iv.df, alpha=alpha)
     if paper and math.isfinite(noise.sd) and noise.sd > 0 and noise.n_cells >= 2:
@@ -123,7 +134,7 @@ def compare(row: str, parent: str, column: str, ours: dict[int, float], base: di
     return cmp
 
 
-def pool(members: list[Comparison], margin: float) -> Comparison:
+def pool(members: list[Comparison], margin: float, power: bool = True) -> Comparison:
     """The per-trick verdict: the fixed-effect mean of the per-model deltas; the paper's side
     is the mean of the paper's per-model deltas."""
     first = members[0]
@@ -141,7 +152,7 @@ def pool(members: list[Comparison], margin: float) -> Comparison:
     cmp = Comparison(first.row, first.parent, "pooled", iv, paper, verdict, alpha,
                      n_row=min(m.n_row for m in usable), n_parent=min(m.n_parent for m in usable),
                      pooled=pooled, members=members)
-    if math.isfinite(iv.se) and iv.se > 0:
+    if power and not cmp.decided and math.isfinite(iv.se) and iv.se > 0:
         cmp.mde = mde(iv.se, NORMAL_DF, alpha=alpha)
     return cmp
 
@@ -163,9 +174,11 @@ class TrickVerdicts:
         return {k: names.count(k) for k in VERDICT_NAMES if names.count(k)}
 
 
-def analyse(data: Any, metric: str, margin: float, looks: Looks | None = None) -> TrickVerdicts:
+def analyse(data: Any, metric: str, margin: float, looks: Looks | None = None,
+            power: bool = True) -> TrickVerdicts:
     """The per-model and per-trick (pooled) verdicts and the noise per column of a stacked
-    table's ReportData (harness.report.tables)."""
+    table's ReportData (harness.report.tables); ``power=False`` skips the MDE and seeds-needed
+    figures (the adaptive loop only needs the verdicts)."""
     exp = data.exp
     noise = {col.label: column_noise({row.label: data.cells[(row.label, col.label)].values(metric)
                                       for row in exp.rows}) for col in exp.columns}
@@ -180,8 +193,9 @@ def analyse(data: Any, metric: str, margin: float, looks: Looks | None = None) -
             ours = data.cells[(row.label, col.label)].values(metric)
             base = data.cells[(parent.label, col.label)].values(metric)
             members.append(compare(row.label, parent.label, col.label, ours, base,
-                                   noise[col.label], data.paper_delta(i, p, j, metric), margin, looks))
+                                   noise[col.label], data.paper_delta(i, p, j, metric), margin, looks,
+                                   power))
         per_model += members
         if len(members) > 1:
-            per_trick.append(pool(members, margin))
+            per_trick.append(pool(members, margin, power))
     return TrickVerdicts(metric, margin, looks, per_model, per_trick, noise)
