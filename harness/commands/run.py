@@ -9,6 +9,7 @@ from harness.commands.args import (cluster_args, dataset, decisive_args, emit_js
                                    loading_args, looks, run_options, seeds_args, table_args)
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
+from harness.experiments.decompose import decompose_experiment
 from harness.experiments.grid import grid_experiment
 from harness.ray_env import check_address
 from harness.scales import get_scale
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--design", default="factorial", help="grid: factorial | loo | stack")
     loading_args(p)
     decisive_args(p)
+    p.add_argument("--decompose", default=None, metavar="ROW",
+                   help="run the 2^k corners between ROW (a row changing several knobs, e.g. "
+                   "'+ mixup w/o distill': mixing and 200 epochs) and its parent instead of the table")
     p.add_argument("--budget", default=None, metavar="DURATION",
                    help="--until-decisive: stop adding waves once this much wall time is spent "
                    "(e.g. 90s, 30m, 2h, 1h30m)")
@@ -40,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_table(args: argparse.Namespace):
     if args.table == "grid":
         return grid_experiment(args.model, args.tricks, args.design, getattr(args, "seeds", None))
-    return load_experiment(args.table)
+    exp = load_experiment(args.table)
+    if getattr(args, "decompose", None):
+        return decompose_experiment(exp, args.decompose)
+    return exp
 
 
 def _report(args: argparse.Namespace, exp, scale, seeds, rule) -> str | None:

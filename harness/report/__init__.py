@@ -13,10 +13,11 @@ from pathlib import Path
 
 from harness.atomic import write_text_atomic
 from harness.experiments import Experiment
+from harness.report.decomposition import decomposition_section, effects_rows
 from harness.report.figures import deltas_figure, label_smoothing_figure, lr_schedule_figure
 from harness.report.index import write_index
 from harness.report.markdown import render
-from harness.report.tables import load_report_data
+from harness.report.tables import load_report_data, md_table
 from harness.report.verdicts import Looks
 from harness.scales import Scale
 
@@ -47,7 +48,21 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
             figs.append(d)
     task = {m: report_data.verdicts(m) for m in exp.metrics
             if exp.stacked and exp.kind != "classification" and m not in ("top1", "top5")}
-    return folder / f"{exp.name}.md", render(report_data, verdicts, figs, "figures", task)
+    sections = _decomposition(exp, scale, store_path, report_data, data_root)
+    return folder / f"{exp.name}.md", render(report_data, verdicts, figs, "figures", task, sections)
+
+
+def _decomposition(exp: Experiment, scale: Scale, store_path: str | Path, data,
+                   data_root: str | None) -> list[str]:
+    """A stacked table's compound rows (and their stored decompositions); a decomposition's
+    own per-knob effects."""
+    if exp.design == "decompose":
+        metric = "top1" if "top1" in exp.metrics else exp.metrics[0]
+        return ["## Each knob's effect", "", md_table(["column", "effect of", "seeds per corner",
+                "effect [95% CI]", "verdict"], effects_rows(data, metric, scale.equivalence_margin)), ""]
+    if exp.stacked and exp.design == "table":
+        return decomposition_section(exp, scale, store_path, data_root)
+    return []
 
 
 def write_report(exp: Experiment, scale: Scale, store_path: str | Path,

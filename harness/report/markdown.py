@@ -165,7 +165,8 @@ def design_markdown(data: ReportData) -> str | None:
 
 
 def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figure], fig_rel: str,
-           task_verdicts: dict[str, TrickVerdicts] | None = None) -> str:
+           task_verdicts: dict[str, TrickVerdicts] | None = None,
+           sections: list[str] | None = None) -> str:
     """The report's markdown. ``verdicts``: top-1 (counted in the summary); ``task_verdicts``:
     transfer tables' own metric (mAP, mIoU, ...), one section each."""
     exp, scale = data.exp, data.scale
@@ -206,6 +207,7 @@ def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figur
                       "The same statistics for the downstream metric (Sec 6): does a backbone "
                       "trick carry over to the task?", ""]
             lines += verdict_section(tv, name, data)
+    lines += sections or []
     design = design_markdown(data)
     if design:
         lines += [design.rstrip(), ""]
