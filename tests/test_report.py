@@ -246,8 +246,8 @@ def test_verdicts_for_hand_made_deltas(table6_report):
 
 
 def test_pooled_trick_verdicts_by_hand(table6_report):
-    """The per-trick table pools the per-model deltas with inverse-variance weights; checked
-    by hand for '+ cosine decay' over the three models."""
+    """The per-trick table pools the per-model deltas with inverse-variance weights and a t
+    interval on the smallest model df; checked by hand for '+ cosine decay' over the models."""
     from scipy.stats import norm, t
 
     _, text, _, _ = table6_report
@@ -256,7 +256,7 @@ def test_pooled_trick_verdicts_by_hand(table6_report):
     row = next(r for r in table if r[0] == "+ cosine decay")
     exp = load_experiment("paper_table6")
     rows = [r.label for r in exp.rows]
-    means, ws = [], []
+    means, ws, dfs = [], [], []
     for j, col in enumerate(c.label for c in exp.columns):
         def v(r, s):
             if col == "ResNet-50-D":
@@ -268,11 +268,12 @@ def test_pooled_trick_verdicts_by_hand(table6_report):
         if sd == 0:
             continue  # no noise, no weight (an exact difference has no interval)
         means.append((v("+ cosine decay", 0) + v("+ cosine decay", 1) - v("Efficient", 0) - v("Efficient", 1)) / 2)
-        ws.append(1 / sd ** 2)
+        ws.append(1 / sd ** 2)  # the delta's variance is sd^2 (1/2 + 1/2)
+        dfs.append(df)
     mean = sum(w * m for w, m in zip(ws, means)) / sum(ws)
-    half = norm.ppf(0.975) / math.sqrt(sum(ws))
+    half = t.ppf(0.975, min(dfs)) / math.sqrt(sum(ws))
+    assert len(ws) == 3 and half > norm.ppf(0.975) / math.sqrt(sum(ws))
     assert row[2] == f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
-    assert t.ppf(0.975, 6) > norm.ppf(0.975)  # (the pooled interval is normal, narrower)
 
 
 def test_header_deviations_and_provenance(table6_report):
