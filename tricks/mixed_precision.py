@@ -21,7 +21,7 @@ import os
 
 import torch
 
-__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16"]
+__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16", "set_tf32"]
 
 _PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -49,11 +49,12 @@ def resolve_precision(requested: str, device_type: str, cpu_bf16: bool | None = 
     ``"fp16"`` on ``"cpu"`` becomes ``"bf16"`` (CPU autocast's low-precision
     dtype) when the CPU has native bf16 (``cpu_bf16``; None = detect), else
     ``"fp32"``; ``"fp32"`` and ``"bf16"`` are returned unchanged, as is
-    ``"fp16"`` on accelerators.  Anything else raises ``ValueError``.
+    ``"fp16"`` on accelerators (and on a CPU under ``HARNESS_CPU_FP16=1``).  Anything else
+    raises ``ValueError``.
     """
     if requested not in _PRECISIONS:
         raise ValueError(f"unknown precision {requested!r}; expected one of {_PRECISIONS}")
-    if requested == "fp16" and device_type == "cpu":
+    if requested == "fp16" and device_type == "cpu" and os.environ.get("HARNESS_CPU_FP16") != "1":
         native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
         return "bf16" if native else "fp32"
     return requested
@@ -73,12 +74,21 @@ def autocast(precision: str, device_type: str):
 
 
 def make_scaler(precision: str, device_type: str) -> torch.amp.GradScaler:
-    """Sec. 3.2 loss scaling: a ``GradScaler`` enabled only for fp16 on CUDA.
+    """Sec. 3.2 loss scaling: a ``GradScaler`` enabled only for fp16 (CUDA, or a CPU under
+    ``HARNESS_CPU_FP16=1``).
 
     Disabled otherwise (bf16 and fp32 need no loss scaling): a disabled
     scaler's ``scale(loss)`` returns ``loss`` and ``step(opt)`` just calls
     ``opt.step()``, so the training loop can use it unconditionally.
     """
     precision = resolve_precision(precision, device_type)
-    enabled = precision == "fp16" and device_type == "cuda"
-    return torch.amp.GradScaler(device_type, enabled=enabled)
+    return torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for fp32 matmuls (cuBLAS) and convolutions (cuDNN), process-wide; off is IEEE fp32,
+    the paper's FP32 baseline (torch turns cuDNN's on by default). Through the legacy flags,
+    which keep both of torch's TF32 APIs readable (setting only the new per-backend ones
+    makes ``torch.backends.cudnn.allow_tf32`` raise)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
