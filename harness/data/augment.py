@@ -166,6 +166,7 @@ class _Consts(NamedTuple):
     yiq_inv: torch.Tensor  # [3, 3]
     pca_vec: torch.Tensor  # [3, 3]
     pca_val: torch.Tensor  # [3]
+    e00: torch.Tensor  # [3, 3]: 1 at [0, 0], else 0
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,7 +180,9 @@ def _consts(device: torch.device, dtype: torch.dtype) -> _Consts:
     t_inv = torch.linalg.inv(t)
     vec = torch.tensor(PCA_EIGVEC, dtype=dtype)
     val = torch.tensor(PCA_EIGVAL, dtype=dtype)
-    return _Consts(*(c.to(device) for c in (eye, grey, t, t_inv, vec, val)))
+    e00 = torch.zeros(3, 3, dtype=dtype)
+    e00[0, 0] = 1
+    return _Consts(*(c.to(device) for c in (eye, grey, t, t_inv, vec, val, e00)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -216,8 +219,7 @@ def color_matrices(b: torch.Tensor, s: torch.Tensor, h: torch.Tensor) -> torch.T
     sat = s.view(-1, 1, 1) * k.eye + (1 - s).view(-1, 1, 1) * k.grey
     theta = (h - 1.0) * math.pi
     c, sn = torch.cos(theta), torch.sin(theta)
-    rot = torch.zeros(b.shape[0], 3, 3, dtype=dt, device=dev)
-    rot[:, 0, 0] = 1
+    rot = k.e00.expand(b.shape[0], 3, 3).clone()  # 1 at [0, 0] (Y kept), chroma rotation below
     rot[:, 1, 1], rot[:, 1, 2] = c, -sn
     rot[:, 2, 1], rot[:, 2, 2] = sn, c
     hue = k.yiq_inv @ rot @ k.yiq
@@ -363,26 +365,35 @@ def crops_of_images(images: list[torch.Tensor], boxes, out_size: int) -> torch.T
     dev = images[0].device
     ch = images[0].shape[0]
     groups = size_groups([(int(im.shape[-2]), int(im.shape[-1])) for im in images])
-    out = None
+    if len(groups) == 1:
+        return resized_crops(_canvas(images, groups[0]), boxes, out_size)
+    order = torch.tensor([k for g in groups for k in g], dtype=torch.int64)  # one copy per batch
+    order_box, order_out = to_device(order, boxes[0].device), to_device(order, dev)
+    out = torch.empty(len(images), ch, out_size, out_size, dtype=torch.float32, device=dev)
+    start = 0
     for idx in groups:
-        hmax = max(int(images[k].shape[-2]) for k in idx)
-        wmax = max(int(images[k].shape[-1]) for k in idx)
-        canvas = torch.empty(len(idx), ch, hmax + 1, wmax + 1, dtype=images[0].dtype, device=dev)
-        for row, k in enumerate(idx):
-            img = images[k]
-            h, w = int(img.shape[-2]), int(img.shape[-1])
-            canvas[row, :, :h, :w] = img
-            canvas[row, :, h, :w] = img[:, h - 1]
-            canvas[row, :, :h + 1, w] = canvas[row, :, :h + 1, w - 1]
-        if len(groups) == 1:
-            return resized_crops(canvas, boxes, out_size)
-        sel = torch.tensor(idx, dtype=torch.int64)
-        part = resized_crops(canvas, tuple(t.index_select(0, to_device(sel, t.device)) for t in boxes),
-                             out_size)
-        if out is None:
-            out = torch.empty(len(images), ch, out_size, out_size, dtype=part.dtype, device=dev)
-        out.index_copy_(0, to_device(sel, dev), part)
+        stop = start + len(idx)
+        sel = order_box[start:stop]
+        part = resized_crops(_canvas(images, idx), tuple(t.index_select(0, sel) for t in boxes), out_size)
+        out.index_copy_(0, order_out[start:stop], part)
+        start = stop
     return out
+
+
+def _canvas(images: list[torch.Tensor], idx: list[int]) -> torch.Tensor:
+    """Images ``idx`` padded into one [n, C, Hmax + 1, Wmax + 1] tensor, each at the top left
+    with its last row and column repeated once (see :func:`crops_of_images`)."""
+    hmax = max(int(images[k].shape[-2]) for k in idx)
+    wmax = max(int(images[k].shape[-1]) for k in idx)
+    first = images[idx[0]]
+    canvas = torch.empty(len(idx), first.shape[0], hmax + 1, wmax + 1, dtype=first.dtype, device=first.device)
+    for row, k in enumerate(idx):
+        img = images[k]
+        h, w = int(img.shape[-2]), int(img.shape[-1])
+        canvas[row, :, :h, :w] = img
+        canvas[row, :, h, :w] = img[:, h - 1]
+        canvas[row, :, :h + 1, w] = canvas[row, :, :h + 1, w - 1]
+    return canvas
 
 
 # ---------------------------------------------------------------------------------------
