@@ -20,7 +20,7 @@ from harness.recipe import named_recipe
 from harness.spec import TrialSpec
 from harness.trainer import StepContext, TrainOptions, build_optimizer, run_trial, train_step
 from tricks.lr_schedule import LRSchedule
-from tricks.mixed_precision import autocast, make_scaler, resolve_precision
+from tricks.mixed_precision import autocast, guard_skipped_first_step, make_scaler, resolve_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +45,9 @@ def _ctx(scale: float | None = None, seed: int = 0) -> StepContext:
     if scale is not None:
         scaler.load_state_dict({**scaler.state_dict(), "scale": scale})
     gen = torch.Generator().manual_seed(seed)
-    return StepContext(model=model, optimizer=build_optimizer(model, recipe, torch.device("cpu")),
+    optimizer = build_optimizer(model, recipe, torch.device("cpu"))
+    guard_skipped_first_step(optimizer)  # as ClassificationTask does when the scaler is on
+    return StepContext(model=model, optimizer=optimizer,
                        scaler=scaler, schedule=LRSchedule(base_lr=LR, total_iters=100),
                        recipe=recipe, precision=precision, device=torch.device("cpu"),
                        num_classes=10, generator=gen, host_generator=gen)
@@ -85,6 +87,34 @@ def test_a_step_with_inf_gradients_is_skipped_and_the_scale_backs_off():
     assert all(torch.equal(b, ctx.optimizer.state[p]["momentum_buffer"])
                for b, p in zip(bufs, ctx.model.parameters()))
     assert ctx.scaler.get_scale() == scale * 0.5
+
+
+def test_a_skipped_first_step_leaves_the_next_step_exact():
+    """torch's fused SGD makes its momentum buffers with empty_like on step 1 and skips the
+    kernel that fills them when the scaler found an inf: without a guard the next step reads
+    uninitialised memory (NaN weights). Guarded, a skipped first step changes nothing: the
+    next step equals the first step of a fresh trainer, bit for bit."""
+    x, y = _batch()
+    skipped = _ctx()
+    hook = next(skipped.model.parameters()).register_hook(lambda g: torch.full_like(g, math.inf))
+    train_step(skipped, 0, x, y)
+    hook.remove()
+    fresh = _ctx(scale=skipped.scaler.get_scale())
+    train_step(skipped, 1, x, y)
+    train_step(fresh, 1, x, y)
+    for a, b in zip(skipped.model.parameters(), fresh.model.parameters()):
+        assert torch.isfinite(a).all() and torch.equal(a, b)
+
+
+def test_the_trainer_guards_fp16_momentum_buffers():
+    """ClassificationTask primes the buffers (zeros) whenever loss scaling is on."""
+    from harness.tasks import build_task
+
+    task = build_task(TrialSpec("resnet18", named_recipe("efficient"), "smoke", 0),
+                      TrainOptions(threads=1, log=lambda m: None))
+    assert task.ctx.scaler.is_enabled()
+    bufs = [task.ctx.optimizer.state[p]["momentum_buffer"] for p in task.ctx.model.parameters()]
+    assert all(b is not None and not b.any() for b in bufs)
 
 
 def test_a_finite_step_is_unscaled_and_applied():

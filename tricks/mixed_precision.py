@@ -21,7 +21,8 @@ import os
 
 import torch
 
-__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16", "set_tf32"]
+__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16", "set_tf32",
+           "guard_skipped_first_step"]
 
 _PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -92,3 +93,22 @@ def set_tf32(enabled: bool) -> None:
     makes ``torch.backends.cudnn.allow_tf32`` raise)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
+
+
+def guard_skipped_first_step(optimizer: torch.optim.Optimizer) -> None:
+    """Loss scaling with torch's fused SGD: give momentum buffers a value before step 1.
+
+    Fused SGD creates its momentum buffers with ``torch.empty_like`` on its first step and
+    lets the kernel fill them; when the scaler found inf gradients (fp16's first steps at
+    scale 2^16 often do) the kernel skips everything, and every later step reads
+    uninitialised memory: a NaN model one step later (seen here on a CPU; LibreYOLO PR 771
+    on CUDA). Zero buffers give the same first update (b = m * 0 + g = g, dampening 0) and
+    are left alone by a skipped step. Groups with dampening, without momentum or not fused
+    are left as they are."""
+    for group in optimizer.param_groups:
+        if not (group.get("fused") and group.get("momentum", 0) and group.get("dampening", 0) == 0):
+            continue
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)

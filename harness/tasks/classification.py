@@ -28,7 +28,7 @@ from harness.trial import TrainOptions, TrialResult, load_classifier, pick_devic
 from tricks.distillation import distillation_loss
 from tricks.label_smoothing import smooth_targets, soft_cross_entropy
 from tricks.lr_schedule import LRSchedule
-from tricks.mixed_precision import autocast, make_scaler, resolve_precision, set_tf32
+from tricks.mixed_precision import autocast, guard_skipped_first_step, make_scaler, resolve_precision, set_tf32
 from tricks.mixup import mixup_batch
 from tricks.no_bias_decay import param_groups
 from tricks.zero_gamma import apply_zero_gamma
@@ -232,6 +232,8 @@ class ClassificationTask:
                                recipe=spec.recipe, precision=precision, device=device,
                                num_classes=batches.num_classes, generator=gen,
                                host_generator=host_gen, teacher=teacher)
+        if self.ctx.scaler.is_enabled():  # fp16: a skipped first step must not leave garbage momentum
+            guard_skipped_first_step(self.ctx.optimizer)
         self.batches = batches
         self.iters_per_epoch = batches.iters_per_epoch
         self.epochs = scale.epochs(spec.recipe)
