@@ -46,12 +46,12 @@ TINY_BLOCKS = (1, 1, 1, 1)
 
 
 def trial_img_s(data: str, decode: str, size: int, batch: int, train: int, workers: int | None,
-                tiny: bool, device: torch.device) -> float:
+                tiny: bool, device: torch.device, precision: str = "fp16") -> float:
     """Second-epoch images/s of the shared trainer on ``data`` (a folder or 'synthetic')."""
     kwargs = {"resnet": {"blocks": TINY_BLOCKS}} if tiny else {}
     scale = bench_scale("bench_data", size, train=train or None, test=batch, batch=batch, epochs=2, model_kwargs=kwargs,
                         dataset="synthetic" if data == "synthetic" else "imagefolder")
-    recipe = named_recipe("efficient").replace(batch_size=256, base_lr=0.01)
+    recipe = named_recipe("efficient").replace(batch_size=256, base_lr=0.01, precision=precision)
     res = run_trial(TrialSpec("resnet50_b", recipe, scale, 0, data=data),
                     TrainOptions(device=str(device), decode=decode, loader_workers=workers, log=lambda m: None))
     if res.status != "done":
@@ -59,7 +59,8 @@ def trial_img_s(data: str, decode: str, size: int, batch: int, train: int, worke
     return float(res.history[1]["img_per_s"])
 
 
-def plain_img_s(root: Path, size: int, batch: int, workers: int, tiny: bool, device: torch.device) -> float:
+def plain_img_s(root: Path, size: int, batch: int, workers: int, tiny: bool, device: torch.device,
+                precision: str = "fp16") -> float:
     """Second-epoch images/s of a hand-written torchvision ImageFolder training loop."""
     tf = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(),
                      v2.ToDtype(torch.float32, scale=True),
@@ -75,14 +76,15 @@ def plain_img_s(root: Path, size: int, batch: int, workers: int, tiny: bool, dev
         model = torchvision.models.resnet50()
     model = model.to(device, memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler(device.type)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     rate = 0.0
     for _ in range(2):
         t0, seen = time.perf_counter(), 0
         for x, y in loader:
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16):
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -96,7 +98,7 @@ def plain_img_s(root: Path, size: int, batch: int, workers: int, tiny: bool, dev
 
 
 def run(size: int, batch: int, steps: int, mem_steps: int, workers: int | None, hw: tuple[int, int],
-        tiny: bool, out: Path | None) -> list[dict]:
+        tiny: bool, out: Path | None, precision: str = "fp16") -> list[dict]:
     device = device_default()
     fair_backends(device)
     card = gpu_name()
@@ -109,22 +111,24 @@ def run(size: int, batch: int, steps: int, mem_steps: int, workers: int | None, 
         rows.append(emit({"stage": "data", "figure": f"data {source}", "card": card, "source": source,
                           "img_s": round(img_s, 1), "ref": "in-memory" if ref else None,
                           "ratio": round(img_s / ref, 3) if ref else None,
-                          "target": 0.9 if source.startswith("jpeg") else None, "size": size, "batch": batch,
+                          "target": 0.9 if source.startswith("jpeg") else None, "precision": precision,
+                          "size": size, "batch": batch,
                           "workers": w, "files": batch * steps}, out))
 
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         t0 = time.perf_counter()
         root = make_jpegs(Path(tmp) / "jpegs", batch * steps, max(batch, 8), classes=8, hw=hw)
         print(f"# {batch * steps} JPEG files in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
-        base["in-memory"] = trial_img_s("synthetic", "workers", size, batch, batch * mem_steps, w, tiny, device)
+        base["in-memory"] = trial_img_s("synthetic", "workers", size, batch, batch * mem_steps, w, tiny, device,
+                                        precision)
         row("in-memory", base["in-memory"])
         for decode in ("workers", "device"):
             try:
-                row(f"jpeg/{decode}", trial_img_s(str(root), decode, size, batch, 0, w, tiny, device))
+                row(f"jpeg/{decode}", trial_img_s(str(root), decode, size, batch, 0, w, tiny, device, precision))
             except Exception as exc:  # one failing path must not lose the others' rows
                 emit({"stage": "data", "figure": f"data jpeg/{decode}", "card": card, "error": repr(exc)[:300],
                       "ok": False}, out)
-        row("plain torchvision loop", plain_img_s(root, size, batch, w, tiny, device))
+        row("plain torchvision loop", plain_img_s(root, size, batch, w, tiny, device, precision))
     return rows
 
 
@@ -135,13 +139,14 @@ def main() -> None:
     ap.add_argument("--mem-steps", type=int, default=None, help="steps per epoch in memory (default 12; tiny 3)")
     ap.add_argument("--batch", type=int, default=None, help="default 256; tiny 4")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: one per core left)")
+    ap.add_argument("--precision", default="fp16")
     ap.add_argument("--out", type=Path, default=None, help="append rows to OUT/gpu.json and OUT/gpu.md")
     a = ap.parse_args()
     if a.tiny:
         size, batch, steps, mem, hw = 32, a.batch or 4, a.steps or 3, a.mem_steps or 3, (40, 48)
     else:
         size, batch, steps, mem, hw = 224, a.batch or 256, a.steps or 40, a.mem_steps or 12, (375, 500)
-    run(size, batch, steps, mem, a.workers, hw, a.tiny, a.out)
+    run(size, batch, steps, mem, a.workers, hw, a.tiny, a.out, a.precision)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ Rows (one JSON line each, printed as it is measured):
   loop on the same harness model;
 * ``resnet50 trainer loop``: ``run_trial`` itself (the trainer's real loop: in-memory uint8
   data on the device, Sec 2.1 batched augmentation, the step, the loss kept on the device)
-  on synthetic 224 px images, the second epoch's images/s, vs the plain torchvision loop.
+  on synthetic 224 px images, the second epoch's images/s, vs the plain torchvision loop
+  (eager: the compiled trainer's target is 1.15x the eager plain loop).
+
+``--tiny`` (a check of the script on a CPU): one block per stage at 32 px, and the loop row
+trains the `smoke` ResNet-18 instead.
 
 The figure of merit is the ratio to the plain loop (same model, precision and batch). Needs
 only torch + torchvision, so it runs where Ray is absent.
@@ -22,6 +26,7 @@ only torch + torchvision, so it runs where Ray is absent.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import sys
 from pathlib import Path
@@ -36,7 +41,8 @@ from benchlib import bench_scale, device_default, emit, fair_backends, gpu_name,
 
 from harness.models import create_model  # noqa: E402
 from harness.recipe import named_recipe  # noqa: E402
-from harness.scales import PAPER  # noqa: E402
+import harness.scales as scales  # noqa: E402
+from harness.scales import PAPER, SMOKE  # noqa: E402
 from harness.spec import TrialSpec  # noqa: E402
 from harness.trainer import (StepContext, TrainOptions, build_optimizer, make_schedule,  # noqa: E402
                              run_trial, train_step)
@@ -44,7 +50,6 @@ from tricks.mixed_precision import guard_skipped_first_step, make_scaler, resolv
 from tricks.zero_gamma import apply_zero_gamma  # noqa: E402
 
 TINY_BLOCKS = (1, 1, 1, 1)  # --tiny: one bottleneck per stage (a CPU check, not a measurement)
-TARGETS = {"resnet50 step": None, "resnet50_d step": 0.95, "resnet50 trainer loop": 1.0}
 
 
 def plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str,
@@ -100,18 +105,25 @@ def harness_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, preci
 
 
 def trainer_loop(model: str, size: int, batch: int, steps_per_epoch: int, precision: str,
-                 compile_: bool, blocks: tuple[int, ...] | None, device: torch.device) -> float:
-    """Images/s of the second epoch of ``run_trial`` on in-memory synthetic images."""
-    kwargs = {"resnet": {"blocks": blocks}} if blocks else {}
-    scale = bench_scale("bench_steps", size, train=batch * steps_per_epoch, test=batch, batch=batch,
-                        epochs=2, model_kwargs=kwargs, dataset="synthetic")
-    # a small lr: random images at a full-size lr can diverge, and a diverged trial stops early
-    recipe = named_recipe("efficient").replace(batch_size=256, base_lr=0.01, precision=precision, compile=compile_)
-    res = run_trial(TrialSpec(model, recipe, scale, 0, data="synthetic"),
+                 compile_: bool, compile_mode: str, tiny: bool, device: torch.device) -> tuple[str, float]:
+    """(model, images/s of the second epoch) of ``run_trial`` on in-memory synthetic images.
+    ``tiny``: the `smoke` trial ``python -m harness train --model resnet18 --recipe efficient``
+    (the suite's --cpu-check compiles that one first, so the compile here hits the cache)."""
+    if tiny:
+        scale = dataclasses.replace(SMOKE, name="bench_steps_tiny", epoch_factor=2 / 120, min_epochs=2)
+        scales.SCALES[scale.name] = scale
+        model, recipe, name = "resnet18", named_recipe("efficient"), scale.name
+    else:
+        name = bench_scale("bench_steps", size, train=batch * steps_per_epoch, test=batch, batch=batch,
+                           epochs=2, dataset="synthetic")
+        # a small lr: random images at a full-size lr can diverge, and a diverged trial stops early
+        recipe = named_recipe("efficient").replace(batch_size=256, base_lr=0.01, precision=precision)
+    recipe = recipe.replace(compile=compile_, compile_mode=compile_mode)
+    res = run_trial(TrialSpec(model, recipe, name, 0, data="synthetic"),
                     TrainOptions(device=str(device), log=lambda m: None))
     if res.status != "done":
         raise RuntimeError(f"trainer loop: {res.status} {res.error}")
-    return float(res.history[1]["img_per_s"])
+    return model, float(res.history[1]["img_per_s"])
 
 
 def _free() -> None:
@@ -121,7 +133,11 @@ def _free() -> None:
 
 
 def run(size: int, batch: int, steps: int, warmup: int, precision: str, compile_: bool,
-        tiny: bool, out: Path | None, loop_steps: int) -> list[dict]:
+        tiny: bool, out: Path | None, loop_steps: int, figures: tuple[str, ...],
+        compile_mode: str = "default") -> list[dict]:
+    """Measure ``figures`` (resnet50, resnet50_d, loop) in that order, printing each row as it
+    comes. Compile on: the trainer loop is compared with the plain loop *eager* (the target
+    is 1.15x), the steps with the plain loop compiled."""
     device = device_default()
     fair_backends(device)
     blocks = TINY_BLOCKS if tiny else None
@@ -130,36 +146,50 @@ def run(size: int, batch: int, steps: int, warmup: int, precision: str, compile_
     y = torch.randint(0, 1000, (batch,), generator=g).to(device)
     card = gpu_name()
     rows: list[dict] = []
+    plain_cache: dict[tuple[str, bool], float] = {}
 
-    def row(figure: str, model: str, ours: float, ref: float, ref_name: str) -> None:
-        target = TARGETS[figure] if not compile_ else (1.15 if figure == "resnet50 trainer loop" else None)
-        rows.append(emit({"stage": "steps" if not compile_ else "compile", "figure": figure,
+    def row(figure: str, model: str, ours: float, ref: float, ref_name: str, target: float | None) -> None:
+        rows.append(emit({"stage": "compile" if compile_ else "steps", "figure": figure + (" (compiled)" if compile_ else ""),
                           "card": card, "model": model, "compile": compile_, "precision": precision,
                           "size": size, "batch": batch, "img_s": round(ours, 1), "ref": ref_name,
                           "ref_img_s": round(ref, 1), "ratio": round(ours / ref, 3), "target": target},
                          out))
 
-    def plain(model: torch.nn.Module) -> float:
-        model = model.to(device, memory_format=torch.channels_last).train()
-        m = torch.compile(model) if compile_ else model
-        return batch / time_steps(plain_step(m, x, y, precision, device), steps, warmup, device)
+    def plain(name: str, compiled: bool) -> float:
+        if (name, compiled) not in plain_cache:
+            model = torchvision_resnet50(blocks) if name == "torchvision" else harness_model(name, blocks, device)
+            model = model.to(device, memory_format=torch.channels_last).train()
+            m = torch.compile(model, mode=compile_mode) if compiled else model
+            plain_cache[name, compiled] = batch / time_steps(plain_step(m, x, y, precision, device), steps, warmup, device)
+            _free()
+        return plain_cache[name, compiled]
 
     def ours(name: str) -> float:
         model = harness_model(name, blocks, device)
-        m = torch.compile(model) if compile_ else model
-        return batch / time_steps(harness_step(m, x, y, precision, device), steps, warmup, device)
+        m = torch.compile(model, mode=compile_mode) if compile_ else model
+        rate = batch / time_steps(harness_step(m, x, y, precision, device), steps, warmup, device)
+        _free()
+        return rate
 
-    plain_tv = plain(torchvision_resnet50(blocks))
-    _free()
-    row("resnet50 step", "resnet50_b", ours("resnet50_b"), plain_tv, "torchvision resnet50 plain loop")
-    _free()
-    plain_d = plain(harness_model("resnet50_d", blocks, device))
-    _free()
-    row("resnet50_d step", "resnet50_d", ours("resnet50_d"), plain_d, "plain loop, same model")
-    _free()
-    loop = trainer_loop("resnet50_b", size, batch, loop_steps, precision, compile_, blocks, device)
-    row("resnet50 trainer loop", "resnet50_b", loop, plain_tv, "torchvision resnet50 plain loop")
-    _free()
+    suffix = " compiled" if compile_ else ""
+    for fig in figures:
+        if fig == "resnet50":
+            ref = plain("torchvision", compile_)
+            row("resnet50 step", "resnet50_b", ours("resnet50_b"), ref, f"torchvision resnet50 plain loop{suffix}",
+                None)
+        elif fig == "resnet50_d":
+            ref = plain("resnet50_d", compile_)
+            row("resnet50_d step", "resnet50_d", ours("resnet50_d"), ref, f"plain loop{suffix}, same model",
+                None if compile_ else 0.95)
+        elif fig == "loop":
+            ref = plain("torchvision", False)
+            model, rate = trainer_loop("resnet50_b", size, batch, loop_steps, precision, compile_, compile_mode,
+                                       tiny, device)
+            _free()
+            row("resnet50 trainer loop", model, rate, ref, "torchvision resnet50 plain loop eager",
+                1.15 if compile_ else 1.0)
+        else:
+            raise SystemExit(f"unknown figure {fig!r}; valid: resnet50, resnet50_d, loop")
     return rows
 
 
@@ -173,14 +203,19 @@ def main() -> None:
                     help="trainer loop: steps per epoch, two epochs (default 12; --tiny 3)")
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--compile", choices=("off", "on", "both"), default="both")
+    ap.add_argument("--compile-mode", default="default", help="torch.compile mode for every compiled row")
+    ap.add_argument("--figures", default=None,
+                    help="comma-separated, in order: resnet50, resnet50_d, loop (default: all; compile on: loop,resnet50)")
     ap.add_argument("--tiny", action="store_true", help="one block per stage, tiny sizes: checks the script")
     ap.add_argument("--out", type=Path, default=None, help="append rows to OUT/gpu.json and OUT/gpu.md")
     a = ap.parse_args()
     d = dict(size=32, batch=4, steps=2, warmup=1, loop=3) if a.tiny else dict(size=224, batch=256, steps=30,
                                                                               warmup=10, loop=12)
     for comp in {"off": [False], "on": [True], "both": [False, True]}[a.compile]:
+        figures = tuple(a.figures.split(",")) if a.figures else (("loop", "resnet50") if comp else
+                                                                 ("resnet50", "resnet50_d", "loop"))
         run(a.size or d["size"], a.batch or d["batch"], a.steps or d["steps"], a.warmup or d["warmup"],
-            a.precision, comp, a.tiny, a.out, a.loop_steps or d["loop"])
+            a.precision, comp, a.tiny, a.out, a.loop_steps or d["loop"], figures, a.compile_mode)
 
 
 if __name__ == "__main__":
