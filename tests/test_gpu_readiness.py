@@ -228,6 +228,21 @@ def test_inception_trains_at_299_and_evaluates_from_342_at_the_paper_scale():
         assert input_size(scale, "inception_v3") == (scale.image_size, scale.eval_resize)
 
 
+def test_imagefolder_batches_for_inception_are_299_px_at_the_paper_scale(tmp_path):
+    """make_batches(model=...) (as ClassificationTask calls it): Inception-V3's training and
+    evaluation batches are 299 px, a ResNet's 224, from the same folder and scale."""
+    from harness.batches import make_batches
+
+    root = _folder(tmp_path / "d")
+    for model, px in (("inception_v3", 299), ("resnet50_d", 224)):
+        for decode in ("workers", "device"):
+            src = make_batches(str(root), PAPER, 4, torch.device("cpu"), 0, decode=decode, loader_workers=0,
+                               model=model)
+            x, _ = next(src.train_epoch(0, torch.Generator().manual_seed(0)))
+            xe, _ = next(iter(src.eval_batches()))
+            assert x.shape[-2:] == xe.shape[-2:] == (px, px)
+
+
 # ---- TF32 -----------------------------------------------------------------------------------
 def test_tf32_is_chosen_explicitly_and_recorded(monkeypatch):
     """Off by default (the paper's FP32 baseline is IEEE fp32); both torch TF32 APIs stay
@@ -321,6 +336,32 @@ def test_sharded_evaluation_counts_are_summed_over_two_gloo_workers(tmp_path):
         got = torch.load(f"{tmp_path / 'out'}.{r}")
         assert got["sum"].tolist() == [3.0, 10.0]
         assert got["gather"].tolist() == [0.0, 1.0, 100.0, 101.0, 102.0]
+
+
+def _ddp_trial(rank: int, world: int, path: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
+    try:
+        from harness.trainer import run_trial
+
+        res = run_trial(TrialSpec("resnet18", named_recipe("baseline"), "smoke", 0),
+                        TrainOptions(device="cpu", threads=1, log=lambda m: None))
+        torch.save({"status": res.status, "top1": res.top1, "top5": res.top5, "workers": res.workers,
+                    "gap_n": res.metrics["logit_gap"]["n"]}, f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_two_worker_gloo_trial_shards_training_and_evaluation(tmp_path):
+    """A real data-parallel trial (2 gloo processes, no Ray): each worker trains on its rows and
+    scores its half of the test split; both report the same top-1/top-5 over all 128 test
+    images, and Figure 4's gaps cover every test image."""
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_ddp_trial, args=(2, str(tmp_path / "store"), str(tmp_path / "out")), nprocs=2,
+                       join=True, start_method="fork")
+    r0, r1 = (torch.load(f"{tmp_path / 'out'}.{r}") for r in (0, 1))
+    assert r0 == r1 and r0["status"] == "done" and r0["workers"] == 2
+    assert r0["gap_n"] == 128
 
 
 # ---- ImageFolder workers --------------------------------------------------------------------
