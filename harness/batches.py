@@ -92,8 +92,9 @@ class InMemoryBatches(_Sharded):
 
     def eval_batches(self) -> Iterator[Batch]:
         for s in range(0, len(self.yt), self.eval_batch_size):
-            x = self._rows(self.xt[s:s + self.eval_batch_size])
-            yield eval_batch(x, self.aug), self._rows(self.yt[s:s + self.eval_batch_size])
+            y = self._rows(self.yt[s:s + self.eval_batch_size])
+            if len(y):  # a worker's share of a short last batch may be empty
+                yield eval_batch(self._rows(self.xt[s:s + self.eval_batch_size]), self.aug), y
 
 
 @dataclass

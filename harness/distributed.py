@@ -4,8 +4,9 @@ Every worker draws the same random numbers (the generators are seeded alike) but
 decodes and augments only its own rows ``rank::world`` of each global batch
 (``BatchSource.shard``); DDP averages the gradients, so the global batch and the learning
 rate are the recipe's whatever the world size (per-worker BN statistics, as on the paper's
-8 GPUs). Evaluation is sharded the same way and the counts are summed over the workers
-(:func:`all_sum`, :func:`all_gather_cat`). Only rank 0 writes checkpoints.
+8 GPUs). Evaluation is sharded the same way, on the inner module with rank 0's BN statistics
+(:func:`for_evaluation`), and the counts are summed over the workers (:func:`all_sum`,
+:func:`all_gather_cat`). Only rank 0 writes checkpoints.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class _SlicedBatches:
 
     def eval_batches(self) -> Iterator[Batch]:
         for x, y in self.inner.eval_batches():
-            yield x[self.rank::self.world_size], y[self.rank::self.world_size]
+            if len(y[self.rank::self.world_size]):
+                yield x[self.rank::self.world_size], y[self.rank::self.world_size]
 
 
 def all_sum(t: torch.Tensor) -> torch.Tensor:
@@ -74,6 +76,19 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     parts = [torch.zeros_like(padded) for _ in range(size)]
     torch.distributed.all_gather(parts, padded)
     return torch.cat([p[:int(c.item())] for p, c in zip(parts, counts)])
+
+
+def for_evaluation(model: torch.nn.Module) -> torch.nn.Module:
+    """The module a worker evaluates: under DDP (compiled or not) the inner module, after
+    rank 0's buffers (BN statistics) are broadcast once, so every worker scores the same
+    model without a collective per batch (DDP's forward would broadcast buffers on every
+    call, and a worker's shard of the last batch may be empty). Else ``model`` itself."""
+    ddp = model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else getattr(model, "_orig_mod", None)
+    if not isinstance(ddp, torch.nn.parallel.DistributedDataParallel):
+        return model
+    for buf in ddp.module.buffers():
+        torch.distributed.broadcast(buf, 0)
+    return ddp.module
 
 
 def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -126,7 +126,9 @@ class GlobalBatches(Sampler[list[int]]):
         else:
             order = list(range(self.n))
         for b in range(len(self)):
-            yield order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world]
+            rows = order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world]
+            if rows:  # a worker's share of a short last batch may be empty
+                yield rows
 
 
 def default_workers() -> int:

@@ -17,7 +17,7 @@ from harness import provenance
 from harness.batches import BatchSource, make_batches
 from harness.compile_cache import use_compile_cache
 from harness.cpu_heap import keep_freed_memory
-from harness.distributed import all_gather_cat, all_sum, data_parallel, shard_batches, world
+from harness.distributed import all_gather_cat, all_sum, data_parallel, for_evaluation, shard_batches, world
 from harness.errors import HarnessError
 from harness.models import create_model
 from harness.models.small_maps import use_small_map_convs
@@ -139,6 +139,7 @@ def evaluate(model: torch.nn.Module, batches: BatchSource, precision: str,
     """Top-1 and top-5 accuracy (percent) on the test/val split. With ``gaps``, each test
     image's logit gap (max logit - mean of the others, Sec 5.2's Figure 4) is appended.
     Data-parallel: each worker scores its shard of the split; counts and gaps are gathered."""
+    model = for_evaluation(model)
     model.eval()
     correct1 = torch.zeros((), device=device)
     correct5 = torch.zeros((), device=device)
