@@ -14,7 +14,8 @@ few warm-up steps, then runs ``--steps`` more, each = the next batch (augmentati
   and tensors built from Python data (``torch.tensor(list, device=...)``: a host-to-device copy
   on CUDA). On a CPU that finds the code that would synchronise on a GPU.
 
-One JSON line: ``{"device", "recipe", "steps", "cuda_sync_warnings", "host_reads", "ok"}``;
+One JSON line per recipe: ``{"device", "recipe", "steps", "cuda_sync_warnings", "host_reads",
+"ok"}`` (on CUDA also the backend flags the trainer set: cuDNN autotuning on, TF32 off);
 exit 1 when anything was found. Only the loss's ``.item()`` every ``log_every`` steps is
 outside the checked region (it is outside the step, by design).
 """
@@ -131,6 +132,10 @@ def check(device: str, recipe: str, steps: int, scale: str = "smoke", model: str
            "cuda_sync_warnings": len(syncs), "first_sync": syncs[0] if syncs else None,
            "host_reads": dict(reads.found)}
     out["ok"] = not syncs and not reads.found
+    if cuda:  # what the trainer set: cuDNN autotuning on, TF32 off (the default TrainOptions)
+        out["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+        out["tf32"] = bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+        out["ok"] = out["ok"] and out["cudnn_benchmark"] and not out["tf32"]
     return out
 
 
