@@ -3,6 +3,7 @@
 #
 #   bash bench/gpu_suite.sh OUTDIR              # on the GPU box, from a copy of the repository
 #   bash bench/gpu_suite.sh --cpu-check [OUTDIR]  # every stage at a tiny size on a CPU (<= 3 min)
+#   PYTHON=/path/to/python bash bench/gpu_suite.sh OUTDIR   # another interpreter (default: python, python3)
 #
 # Needs only torch and torchvision (no Ray, no Fashion-MNIST; the project need not be
 # installed: it runs from the repository root with PYTHONPATH=.). Stages, each with its own
@@ -22,7 +23,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 CPU_CHECK=0
 OUT=""
 for arg in "$@"; do
@@ -41,7 +42,7 @@ for f in gpu.json gpu.md; do [ -f "$OUT/$f" ] && mv "$OUT/$f" "$OUT/$f.prev"; do
 : > "$OUT/gpu.json"
 echo "# GPU suite $(date -u +%Y-%m-%dT%H:%M:%SZ) $( [ "$CPU_CHECK" = 1 ] && echo '(--cpu-check)')" > "$OUT/gpu.md"
 
-PY="${PYTHON:-python}"
+PY="${PYTHON:-$(command -v python || command -v python3)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HARNESS_COMPILE_CACHE="${HARNESS_COMPILE_CACHE:-$OUT/inductor}"
 export PYTHONUNBUFFERED=1
