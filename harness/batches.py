@@ -1,9 +1,15 @@
 """Batch sources for the trainer: one interface over in-memory tensors and ImageFolder.
 
 Small datasets live as one uint8 tensor on the training device and are augmented a
-whole batch at a time (DESIGN.md, Performance habits); ImageFolder goes through
-DataLoader workers and transforms.v2, or is decoded on the device (``harness.data.decode``). Every random draw comes from the generator the
-trainer passes in, so a checkpointed generator state resumes the exact same batches.
+whole batch at a time (DESIGN.md, Performance habits); ImageFolder goes through DataLoader
+workers (per-image crops, uint8) with the rest of Sec 2.1 batched on the device, or is
+decoded on the device (``harness.data.decode``). Every random draw comes from the generator
+the trainer passes in, so a checkpointed generator state resumes the exact same batches.
+
+Data-parallel trials call ``shard(rank, world)``: each worker then loads and augments only
+its rows ``rank::world`` of every global batch (the random parameters are still drawn for
+the whole batch, so together the workers see the single-process batch) and evaluates only
+its rows of every evaluation batch (``harness.distributed`` sums the counts).
 """
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from typing import Iterator, Protocol
 import torch
 
 from harness.data import AugConfig, InMemoryDataset, load_in_memory, open_imagefolder
-from harness.data.augment import batch_augment, eval_batch
+from harness.data.augment import Shard, batch_augment, eval_batch, normalize, photometric
 from harness.data.decode import bytes_loader, collate_bytes, decode_batch, eval_images, train_crops
-from harness.data.augment import photometric
+from harness.data.imagefolder import default_workers
 from harness.errors import HarnessError, unknown
+from harness.models import default_input_size
 from harness.scales import Scale
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -32,9 +39,27 @@ class BatchSource(Protocol):
 
     def eval_batches(self) -> Iterator[Batch]: ...
 
+    def shard(self, rank: int, world: int) -> None: ...  # data-parallel: this worker's rows
+
+
+class _Sharded:
+    """This worker's rows of each global batch (``rank::world``); (0, 1) = everything."""
+
+    rank: int = 0
+    world: int = 1
+
+    def shard(self, rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
+
+    def _aug_shard(self) -> Shard | None:
+        return (self.rank, self.world, self.batch_size) if self.world > 1 else None
+
+    def _rows(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.rank::self.world] if self.world > 1 else t
+
 
 @dataclass
-class InMemoryBatches:
+class InMemoryBatches(_Sharded):
     """uint8 tensors on the device; batched augmentation (Sec 2.1) with no per-image loop."""
 
     train: InMemoryDataset
@@ -60,24 +85,29 @@ class InMemoryBatches:
     def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
         perm = torch.randperm(len(self.y), generator=generator, device=generator.device)
         perm = perm.to(self.device)
+        shard = self._aug_shard()
         for b in range(self.iters_per_epoch):
-            idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
-            yield batch_augment(self.x[idx], self.aug, generator), self.y[idx]
+            idx = self._rows(perm[b * self.batch_size:(b + 1) * self.batch_size])
+            yield batch_augment(self.x[idx], self.aug, generator, shard), self.y[idx]
 
     def eval_batches(self) -> Iterator[Batch]:
         for s in range(0, len(self.yt), self.eval_batch_size):
-            yield eval_batch(self.xt[s:s + self.eval_batch_size], self.aug), self.yt[s:s + self.eval_batch_size]
+            y = self._rows(self.yt[s:s + self.eval_batch_size])
+            if len(y):  # a worker's share of a short last batch may be empty
+                yield eval_batch(self._rows(self.xt[s:s + self.eval_batch_size]), self.aug), y
 
 
 @dataclass
-class FolderBatches:
-    """ImageFolder (ImageNet layout) through DataLoader workers and transforms.v2."""
+class FolderBatches(_Sharded):
+    """ImageFolder (ImageNet layout): DataLoader workers decode and crop each image (uint8,
+    transforms.v2); flip, colour jitter, PCA lighting and normalisation run batched on the
+    device (``augment.photometric``), drawn from the trainer's generator."""
 
     root: str
     aug: AugConfig
     batch_size: int
     device: torch.device
-    workers: int = 8
+    workers: int | None = None  # None: default_workers()
 
     def __post_init__(self) -> None:
         self.train = open_imagefolder(self.root, "train")
@@ -86,22 +116,33 @@ class FolderBatches:
         self.in_chans = 3
         self.fingerprint = f"{self.train.fingerprint}/{self.val.fingerprint}"
         self.iters_per_epoch = len(self.train.dataset) // self.batch_size
+        if self.workers is None:
+            self.workers = default_workers()
 
     def _to(self, batch: Batch) -> Batch:
         x, y = batch
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
+    def _epoch_seed(self, generator: torch.Generator) -> int:
+        """One draw per epoch (the loader's order and worker seeds); the only host read of
+        an epoch, before its first batch."""
+        return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+
     def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
-        loader = self.train.loader(self.batch_size, True, self.aug, self.workers, seed)
+        loader = self.train.loader(self.batch_size, True, self.aug, self.workers, self._epoch_seed(generator),
+                                   shard=(self.rank, self.world), crops_only=True)
+        shard = self._aug_shard()
         for i, batch in enumerate(loader):
             if i >= self.iters_per_epoch:
                 break
-            yield self._to(batch)
+            x, y = self._to(batch)
+            yield photometric(x.to(torch.float32), self.aug, generator, shard), y
 
     def eval_batches(self) -> Iterator[Batch]:
-        for batch in self.val.loader(self.batch_size, False, self.aug, self.workers, 0):
-            yield self._to(batch)
+        for batch in self.val.loader(self.batch_size, False, self.aug, self.workers, 0,
+                                     shard=(self.rank, self.world), crops_only=True):
+            x, y = self._to(batch)
+            yield normalize(x, self.aug), y
 
 
 class DeviceDecodeBatches(FolderBatches):
@@ -109,26 +150,46 @@ class DeviceDecodeBatches(FolderBatches):
     only read file bytes; one batched ``decode_jpeg`` per batch; Sec 2.1 augmentation there."""
 
     def train_epoch(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
-        loader = bytes_loader(self.train, self.batch_size, True, self.workers, seed)
+        loader = bytes_loader(self.train, self.batch_size, True, self.workers, self._epoch_seed(generator),
+                              shard=(self.rank, self.world))
+        shard = self._aug_shard()
         for i, items in enumerate(loader):
             if i >= self.iters_per_epoch:
                 break
             data, y = collate_bytes(items)
-            crops = train_crops(decode_batch(data, self.device), self.aug, generator)
-            yield photometric(crops, self.aug, generator), y.to(self.device, non_blocking=True)
+            crops = train_crops(decode_batch(data, self.device), self.aug, generator, shard)
+            yield photometric(crops, self.aug, generator, shard), y.to(self.device, non_blocking=True)
 
     def eval_batches(self) -> Iterator[Batch]:
-        for items in bytes_loader(self.val, self.batch_size, False, self.workers, 0):
+        for items in bytes_loader(self.val, self.batch_size, False, self.workers, 0,
+                                  shard=(self.rank, self.world)):
             data, y = collate_bytes(items)
             yield eval_images(decode_batch(data, self.device), self.aug), y.to(self.device, non_blocking=True)
 
 
-def aug_config(scale: Scale, data: InMemoryDataset | None) -> AugConfig:
-    """The scale's augmentation: the paper's Sec 2.1 pipeline with the scale's deviations."""
-    kwargs = dict(out_size=scale.image_size, area=(scale.min_crop_area, 1.0),
+PAPER_INPUT = 224  # the paper's training crop (Sec 2.1); Inception-V3's is 299 (Sec 4)
+
+
+def input_size(scale: Scale, model: str | None) -> tuple[int, int]:
+    """(training crop, evaluation resize) of ``model`` at ``scale``: the scale's, except at
+    the paper's 224 px, where a model whose paper input differs (Inception-V3: 299) trains
+    at its own size, its evaluation resize scaled alike (299 x 256/224 -> 342; docs/ledger.md).
+    The miniature scales keep their own sizes for every model."""
+    if model is None or scale.image_size != PAPER_INPUT:
+        return scale.image_size, scale.eval_resize
+    native = default_input_size(model)
+    if native == PAPER_INPUT:
+        return scale.image_size, scale.eval_resize
+    return native, int(round(native * scale.eval_resize / scale.image_size))
+
+
+def aug_config(scale: Scale, data: InMemoryDataset | None, model: str | None = None) -> AugConfig:
+    """The scale's augmentation: the paper's Sec 2.1 pipeline with the scale's deviations, at
+    ``model``'s input size (:func:`input_size`)."""
+    out_size, eval_resize = input_size(scale, model)
+    kwargs = dict(out_size=out_size, area=(scale.min_crop_area, 1.0),
                   color_jitter=0.4 if scale.color_jitter else 0.0,
-                  pca_std=0.1 if scale.pca_lighting else 0.0, eval_resize=scale.eval_resize)
+                  pca_std=0.1 if scale.pca_lighting else 0.0, eval_resize=eval_resize)
     if data is not None:
         kwargs.update(mean=tuple(data.mean), std=tuple(data.std))
     return AugConfig(**kwargs)
@@ -139,12 +200,14 @@ DECODE_MODES = ("workers", "device")
 
 def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.device,
                  seed: int, data_root: str | None = None, decode: str = "workers",
-                 loader_workers: int = 8) -> BatchSource:
+                 loader_workers: int | None = None, model: str | None = None) -> BatchSource:
     """Open the trial's dataset: a registered in-memory name, or an ImageFolder path.
 
-    ImageFolder images are decoded and augmented either on the host by ``loader_workers``
-    DataLoader workers (``decode="workers"``) or on the training device (``"device"``:
-    GPU JPEG decode and batched augmentation, ``harness.data.decode``).
+    ImageFolder images are decoded and cropped either on the host by ``loader_workers``
+    DataLoader workers (``decode="workers"``; None: one per available core, less one) or on
+    the training device (``"device"``: GPU JPEG decode, ``harness.data.decode``); the rest
+    of Sec 2.1 runs batched on the device either way. ``model`` sets the input size
+    (:func:`input_size`: Inception-V3 at 299 px at the paper scale).
     """
     if decode not in DECODE_MODES:
         raise unknown("decode mode", decode, DECODE_MODES)
@@ -155,10 +218,10 @@ def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.devi
         # on a CPU, eval batches of 256 stay in cache: 25-35% faster than 1024 for the local
         # miniatures on one core; GPUs want large batches
         eval_batch = 256 if device.type == "cpu" else 1024
-        return InMemoryBatches(train, test, aug_config(scale, train), batch_size, device, eval_batch)
+        return InMemoryBatches(train, test, aug_config(scale, train, model), batch_size, device, eval_batch)
     root = data_root if dataset == "imagefolder" else dataset
     if not root:
         raise HarnessError(f"scale {scale.name!r} trains on an ImageFolder: pass --data-root "
                            "PATH (a folder with train/<class>/* and val/<class>/*)")
     source = DeviceDecodeBatches if decode == "device" else FolderBatches
-    return source(root, aug_config(scale, None), batch_size, device, loader_workers)
+    return source(root, aug_config(scale, None, model), batch_size, device, loader_workers)

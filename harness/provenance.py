@@ -44,6 +44,14 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{proc} x{torch.get_num_threads()}"
 
 
+def recorded_precision(precision: str, device: torch.device, tf32: bool) -> str:
+    """What a trial's numbers were computed in: ``precision``, except an fp32 trial with TF32
+    on, on a GPU that has it (compute capability 8.0+), which records ``"tf32"``."""
+    if precision == "fp32" and tf32 and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return "tf32"
+    return precision
+
+
 def versions() -> dict[str, str | None]:
     return {"torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
             "ray_version": ray_version()}

@@ -29,7 +29,8 @@ class TrainOptions:
     device: str | None = None  # None: cuda when present, else cpu
     data_root: str | None = None
     decode: str = "workers"  # ImageFolder: "workers" (host, transforms.v2) | "device" (GPU decode)
-    loader_workers: int = 8  # DataLoader workers for ImageFolder data
+    loader_workers: int | None = None  # ImageFolder DataLoader workers; None: one per core left
+    tf32: bool = False  # CUDA: TF32 fp32 matmuls/convs (off = the paper's FP32); recorded as "tf32"
     checkpoint_dir: str | None = None  # ckpt.pt here; an existing one is resumed
     teacher_ckpt: str | None = None  # Sec 5.3: the teacher trial's final checkpoint
     backbone_ckpt: str | None = None  # Sec 6: the classification trial a transfer trial fine-tunes

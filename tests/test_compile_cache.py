@@ -31,3 +31,24 @@ def test_use_compile_cache_respects_user_setting(monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/user/choice")
     use_compile_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/user/choice"
+
+
+def test_harness_cache_is_used_although_torchvision_set_the_variable(tmp_path):
+    """Importing torchvision makes inductor write its default folder into
+    TORCHINDUCTOR_CACHE_DIR, so a plain setdefault never took effect; use_compile_cache
+    treats inductor's own default as unset, and inductor then reports the harness folder.
+    A folder the user named is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    named = tmp_path / "named"
+    code = ("import os, torchvision\n"
+            "assert os.environ.get('TORCHINDUCTOR_CACHE_DIR')  # torchvision's import set it\n"
+            "from harness.compile_cache import use_compile_cache\n"
+            "from torch._inductor.runtime.cache_dir_utils import cache_dir\n"
+            "print(use_compile_cache()); print(cache_dir())\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env={**env, COMPILE_CACHE_ENV: str(named)}).stdout.split()
+    assert out == [str(named), str(named)] and named.is_dir()
+    user = tmp_path / "user"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env={**env, COMPILE_CACHE_ENV: str(named), "TORCHINDUCTOR_CACHE_DIR": str(user)}).stdout.split()
+    assert out == [str(user), str(user)]

@@ -23,7 +23,8 @@ import torch
 
 from tricks.trick import Trick
 
-__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16", "TRICK"]
+__all__ = ["resolve_precision", "autocast", "make_scaler", "cpu_has_native_bf16", "set_tf32",
+           "guard_skipped_first_step", "TRICK"]
 
 TRICK = Trick("fp16", "3.2", {"precision": "fp16"},
               lambda r: r.precision != "fp32")  # bf16 is low precision too
@@ -54,11 +55,12 @@ def resolve_precision(requested: str, device_type: str, cpu_bf16: bool | None = 
     ``"fp16"`` on ``"cpu"`` becomes ``"bf16"`` (CPU autocast's low-precision
     dtype) when the CPU has native bf16 (``cpu_bf16``; None = detect), else
     ``"fp32"``; ``"fp32"`` and ``"bf16"`` are returned unchanged, as is
-    ``"fp16"`` on accelerators.  Anything else raises ``ValueError``.
+    ``"fp16"`` on accelerators (and on a CPU under ``HARNESS_CPU_FP16=1``).  Anything else
+    raises ``ValueError``.
     """
     if requested not in _PRECISIONS:
         raise ValueError(f"unknown precision {requested!r}; expected one of {_PRECISIONS}")
-    if requested == "fp16" and device_type == "cpu":
+    if requested == "fp16" and device_type == "cpu" and os.environ.get("HARNESS_CPU_FP16") != "1":
         native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
         return "bf16" if native else "fp32"
     return requested
@@ -78,12 +80,40 @@ def autocast(precision: str, device_type: str):
 
 
 def make_scaler(precision: str, device_type: str) -> torch.amp.GradScaler:
-    """Sec. 3.2 loss scaling: a ``GradScaler`` enabled only for fp16 on CUDA.
+    """Sec. 3.2 loss scaling: a ``GradScaler`` enabled only for fp16 (CUDA, or a CPU under
+    ``HARNESS_CPU_FP16=1``).
 
     Disabled otherwise (bf16 and fp32 need no loss scaling): a disabled
     scaler's ``scale(loss)`` returns ``loss`` and ``step(opt)`` just calls
     ``opt.step()``, so the training loop can use it unconditionally.
     """
     precision = resolve_precision(precision, device_type)
-    enabled = precision == "fp16" and device_type == "cuda"
-    return torch.amp.GradScaler(device_type, enabled=enabled)
+    return torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for fp32 matmuls (cuBLAS) and convolutions (cuDNN), process-wide; off is IEEE fp32,
+    the paper's FP32 baseline (torch turns cuDNN's on by default). Through the legacy flags,
+    which keep both of torch's TF32 APIs readable (setting only the new per-backend ones
+    makes ``torch.backends.cudnn.allow_tf32`` raise)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def guard_skipped_first_step(optimizer: torch.optim.Optimizer) -> None:
+    """Loss scaling with torch's fused SGD: give momentum buffers a value before step 1.
+
+    Fused SGD creates its momentum buffers with ``torch.empty_like`` on its first step and
+    lets the kernel fill them; when the scaler found inf gradients (fp16's first steps at
+    scale 2^16 often do) the kernel skips everything, and every later step reads
+    uninitialised memory: a NaN model one step later (seen here on a CPU; LibreYOLO PR 771
+    on CUDA). Zero buffers give the same first update (b = m * 0 + g = g, dampening 0) and
+    are left alone by a skipped step. Groups with dampening, without momentum or not fused
+    are left as they are."""
+    for group in optimizer.param_groups:
+        if not (group.get("fused") and group.get("momentum", 0) and group.get("dampening", 0) == 0):
+            continue
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)

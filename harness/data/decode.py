@@ -12,8 +12,12 @@ moves the work to the device:
 2. one ``torchvision.io.decode_jpeg(list, device=...)`` call decodes the whole batch (nvJPEG
    on CUDA); files it cannot decode (PNG, CMYK JPEG) fall back to ``decode_image`` on the
    CPU, one by one, and are moved over;
-3. Sec 2.1's random-resized crop is sampled per image (images differ in size) and resized
-   with ``roi_align`` on the device; flip, colour jitter, PCA lighting and normalisation run
+   On CUDA the decode runs on a side stream that first waits for the caller's stream, and
+   each output is ``record_stream``-ed onto the caller's stream (see :func:`decode_batch`);
+3. Sec 2.1's random-resized crop: the boxes of the whole batch are sampled in one
+   vectorised draw from the images' sizes (no host read, no per-image Python work beyond a
+   few copy kernels), and resized with one ``roi_align`` per size group
+   (``augment.crops_of_images``); flip, colour jitter, PCA lighting and normalisation run
    batched (``augment.photometric``), the same code as the in-memory path;
 4. evaluation: shorter side to ``eval_resize`` (antialiased bilinear), center crop, normalise.
 
@@ -22,14 +26,16 @@ On a CPU it works too (decode on the host): tests and the data-path benchmark us
 """
 from __future__ import annotations
 
+import functools
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
-from harness.data.augment import AugConfig, normalize, resized_crops, sample_crop_boxes
-from harness.data.imagefolder import ImageFolderData
+from harness.data.augment import AugConfig, Shard, crops_of_images, normalize, sample_crop_boxes, to_device
+from harness.data.imagefolder import GlobalBatches, ImageFolderData
 
 
 class FileBytes(Dataset):
@@ -58,12 +64,9 @@ def _keep(items: list) -> list:
     return items
 
 
-def decode_batch(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-    """Decode encoded images to uint8 RGB [3, H, W] tensors on ``device``.
-
-    One batched ``decode_jpeg`` call; if it fails (a non-JPEG or CMYK file in the batch),
-    each image is decoded alone, with ``decode_image`` on the CPU as the last resort.
-    """
+def _decode_here(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """Decode on the current stream: one batched ``decode_jpeg``; if it fails (a non-JPEG or
+    CMYK file in the batch), each image alone, with ``decode_image`` on the CPU last."""
     dev = "cuda" if device.type == "cuda" else "cpu"
     try:
         return [t.to(device) for t in decode_jpeg(data, mode=ImageReadMode.RGB, device=dev)]
@@ -77,13 +80,52 @@ def decode_batch(data: list[torch.Tensor], device: torch.device) -> list[torch.T
         return out
 
 
-def train_crops(images: list[torch.Tensor], cfg: AugConfig, generator: torch.Generator) -> torch.Tensor:
-    """Sec 2.1 step 1 per image (sizes differ): float32 0-255 [B, 3, out, out]."""
-    crops = []
-    for img in images:
-        boxes = sample_crop_boxes(1, img.shape[-2], img.shape[-1], cfg, generator)
-        crops.append(resized_crops(img.unsqueeze(0), boxes, cfg.out_size))
-    return torch.cat(crops)
+@functools.lru_cache(maxsize=None)
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device=device)
+
+
+def on_side_stream(fn: Callable[[], list[torch.Tensor]], device: torch.device) -> list[torch.Tensor]:
+    """Run ``fn`` (which allocates and writes device tensors) on a side stream, safely for
+    the caller's stream.
+
+    nvJPEG writes its outputs from its own stream, not ordered after the caller's queued
+    kernels (pytorch/vision PR 9606, meta-pytorch/torchcodec PR 1634). Outputs allocated
+    while the caller's stream is current may be blocks the caching allocator just got back
+    from tensors that queued kernels still read, and the decoder overwrites them. Here the
+    outputs come from the side stream's own pool (never handed blocks the caller's queued
+    kernels still use), the side stream starts after the caller's queued work, the caller's
+    stream waits for the side stream before it reads them, and ``record_stream`` keeps each
+    output's block from being reused until the caller's stream is done with it.
+    """
+    side, main = _side_stream(device), torch.cuda.current_stream(device)
+    side.wait_stream(main)
+    with torch.cuda.stream(side):
+        out = fn()
+    main.wait_stream(side)
+    for t in out:
+        if t.device.type == "cuda":
+            t.record_stream(main)
+    return out
+
+
+def decode_batch(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """Decode encoded images to uint8 RGB [3, H, W] tensors on ``device`` (CUDA: nvJPEG on a
+    side stream, :func:`on_side_stream`)."""
+    if device.type != "cuda":
+        return _decode_here(data, device)
+    return on_side_stream(lambda: _decode_here(data, device), device)
+
+
+def train_crops(images: list[torch.Tensor], cfg: AugConfig, generator: torch.Generator,
+                shard: Shard | None = None) -> torch.Tensor:
+    """Sec 2.1 step 1 for images of different sizes: float32 0-255 [B, 3, out, out]. The
+    boxes are drawn for the whole batch at once (the same draws, in the same order, as one
+    image at a time on a CPU generator); ``shard`` as in ``augment.batch_augment``."""
+    sizes = torch.tensor([[int(im.shape[-2]), int(im.shape[-1])] for im in images], dtype=torch.int64)
+    sizes = to_device(sizes, generator.device)
+    boxes = sample_crop_boxes(len(images), sizes[:, 0], sizes[:, 1], cfg, generator, shard)
+    return crops_of_images(images, boxes, cfg.out_size)
 
 
 def eval_images(images: list[torch.Tensor], cfg: AugConfig) -> torch.Tensor:
@@ -94,10 +136,13 @@ def eval_images(images: list[torch.Tensor], cfg: AugConfig) -> torch.Tensor:
 
 
 def bytes_loader(split: ImageFolderData, batch_size: int, train: bool, workers: int,
-                 seed: int) -> DataLoader:
+                 seed: int, shard: tuple[int, int] = (0, 1)) -> DataLoader:
     """Batches of ``(bytes, label)`` pairs read by ``workers`` processes (shuffled when ``train``,
-    last partial batch dropped); :func:`collate_bytes` turns one into tensors."""
-    return DataLoader(FileBytes(split.dataset.samples), batch_size=batch_size, shuffle=train,
-                      drop_last=train, num_workers=workers, collate_fn=_keep,
-                      generator=torch.Generator().manual_seed(seed),
+    last partial batch dropped); :func:`collate_bytes` turns one into tensors. ``shard``:
+    this data-parallel worker's rows of each global batch (``imagefolder.GlobalBatches``)."""
+    rank, world = shard
+    sampler = GlobalBatches(len(split.dataset.samples), batch_size, shuffle=train, drop_last=train,
+                            seed=seed, rank=rank, world=world)
+    return DataLoader(FileBytes(split.dataset.samples), batch_sampler=sampler, num_workers=workers,
+                      collate_fn=_keep, generator=torch.Generator().manual_seed(seed),
                       prefetch_factor=4 if workers else None)

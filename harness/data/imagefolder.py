@@ -9,6 +9,11 @@ ImageNet validation images lying flat in ``val/``, not yet sorted into class fol
 ``harness.data.transforms``. Randomness: the DataLoader's generator is seeded with ``seed``
 (shuffle order and per-worker seeds); with ``workers=0`` the transforms draw from torch's
 global RNG in the calling process (seed it with ``torch.manual_seed`` for repeatable runs).
+
+``GlobalBatches`` is the batch sampler of every ImageFolder loader: batches of the global
+batch size in one order shared by all data-parallel workers (same seed), each worker taking
+rows ``rank::world``, so a worker reads and decodes only its own images. ``default_workers``
+sizes the worker pool from the cores this process may use.
 """
 from __future__ import annotations
 
@@ -18,13 +23,13 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from harness.data.augment import AugConfig
 from harness.data.fingerprint import DataError, fingerprint_files
-from harness.data.transforms import eval_transform, train_transform
+from harness.data.transforms import eval_crop_transform, eval_transform, train_crop_transform, train_transform
 from harness.errors import unknown
 
 SPLIT_DIRS = {"train": "train", "val": "val", "test": "val"}
@@ -66,24 +71,76 @@ class ImageFolderData:
         return fingerprint_files(folder, (Path(p).relative_to(folder) for p, _ in self.dataset.samples))
 
     def loader(self, batch_size: int, train: bool, cfg: AugConfig, workers: int = 0, seed: int = 0,
-               *, drop_last: bool | None = None, pin_memory: bool | None = None) -> DataLoader:
+               *, drop_last: bool | None = None, pin_memory: bool | None = None,
+               shard: tuple[int, int] = (0, 1), crops_only: bool = False) -> DataLoader:
         """DataLoader yielding (float32 normalised [B, 3, out, out] images, int64 labels).
 
         train=True: Sec 2.1 augmentation, shuffled, last partial batch dropped by default.
         train=False: resize ``cfg.eval_resize`` + center crop ``cfg.out_size``, in order.
+        ``crops_only``: only the per-image geometry (uint8 out; the trainer finishes the
+        pipeline batched on its device). ``shard=(rank, world)``: this worker's rows of each
+        global batch of ``batch_size`` (:class:`GlobalBatches`).
         """
         if batch_size < 1 or workers < 0:
             raise DataError(f"loader: batch_size={batch_size}, workers={workers}; expected batch_size >= 1, "
                             f"workers >= 0")
         ds = copy.copy(self.dataset)  # shares the sample list; own transform
-        ds.transform = train_transform(cfg) if train else eval_transform(cfg)
-        gen = torch.Generator().manual_seed(int(seed))
+        if crops_only:
+            ds.transform = train_crop_transform(cfg) if train else eval_crop_transform(cfg)
+        else:
+            ds.transform = train_transform(cfg) if train else eval_transform(cfg)
+        rank, world = shard
+        sampler = GlobalBatches(len(ds), batch_size, shuffle=train,
+                                drop_last=train if drop_last is None else drop_last, seed=int(seed),
+                                rank=rank, world=world)
+        # the workers' own seeds differ per rank (they augment different images)
+        gen = torch.Generator().manual_seed(int(seed) * 1009 + rank)
         return DataLoader(
-            ds, batch_size=batch_size, shuffle=train, num_workers=workers, generator=gen,
-            drop_last=train if drop_last is None else drop_last,
+            ds, batch_sampler=sampler, num_workers=workers, generator=gen,
             pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-            persistent_workers=workers > 0,
+            persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
         )
+
+
+class GlobalBatches(Sampler[list[int]]):
+    """Index batches of ``batch_size`` over ``n`` samples, in an order drawn from ``seed``
+    (when ``shuffle``), each cut to rows ``rank::world``: every data-parallel worker reads
+    only its share of the global batch, and the workers together read the whole of it."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0,
+                 rank: int = 0, world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise DataError(f"GlobalBatches: rank {rank} of world {world}; expected 0 <= rank < world")
+        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch_draws = 0
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch_draws)
+            self.epoch_draws += 1  # a persistent loader's next pass: a new order
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        for b in range(len(self)):
+            rows = order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world]
+            if rows:  # a worker's share of a short last batch may be empty
+                yield rows
+
+
+def default_workers() -> int:
+    """DataLoader workers per training process: the cores this process may run on (its CPU
+    affinity), shared by the processes of this node (``LOCAL_WORLD_SIZE``), less one for
+    the training loop itself; at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, cores // local - 1)
 
 
 def open_imagefolder(root: str | os.PathLike, split: str) -> ImageFolderData:

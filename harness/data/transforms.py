@@ -8,6 +8,11 @@ input), for a ``DataLoader`` over files:
            -> PCALighting (offset/255 on [0, 1] images) -> Normalize(mean/255, std/255)
     eval:  Resize(eval_resize, shorter side) -> CenterCrop(out) -> ToDtype -> Normalize
 
+The trainer's worker path uses only the geometric part per image (``train_crop_transform``,
+``eval_crop_transform``: uint8 out, a quarter of float32's bytes through the workers' pipes
+and pinned memory); flip, colour, PCA and normalisation then run batched on the training
+device (``harness.data.augment.photometric``).
+
 Working on [0, 1] with mean/255 and std/255 is the paper's 0-255 arithmetic divided by 255.
 Randomness comes from torch's global RNG (per DataLoader worker, seeded by the DataLoader).
 """
@@ -119,3 +124,18 @@ def eval_transform(cfg: AugConfig) -> v2.Compose:
         v2.ToDtype(torch.float32, scale=True),
         _normalize(cfg),
     ])
+
+
+def train_crop_transform(cfg: AugConfig) -> v2.Compose:
+    """Sec 2.1 step 1 only, per image: RandomResizedCrop -> uint8 [C, out, out]; the rest of
+    the pipeline runs batched on the device (``augment.photometric``)."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(cfg.out_size, scale=tuple(cfg.area), ratio=tuple(cfg.ratio), antialias=True),
+    ])
+
+
+def eval_crop_transform(cfg: AugConfig) -> v2.Compose:
+    """Sec 2.1 evaluation geometry: shorter side to ``eval_resize``, center crop -> uint8;
+    normalised on the device (``augment.normalize``)."""
+    return v2.Compose([v2.ToImage(), v2.Resize(cfg.eval_resize, antialias=True), v2.CenterCrop(cfg.out_size)])

@@ -17,7 +17,7 @@ from harness import provenance
 from harness.batches import BatchSource, make_batches
 from harness.compile_cache import use_compile_cache
 from harness.cpu_heap import keep_freed_memory
-from harness.distributed import ShardedBatches, data_parallel, world
+from harness.distributed import all_gather_cat, all_sum, data_parallel, for_evaluation, shard_batches, world
 from harness.errors import HarnessError
 from harness.models import create_model
 from harness.models.small_maps import use_small_map_convs
@@ -28,7 +28,7 @@ from harness.trial import TrainOptions, TrialResult, load_classifier, pick_devic
 from tricks.distillation import distillation_loss
 from tricks.label_smoothing import smooth_targets, soft_cross_entropy
 from tricks.lr_schedule import LRSchedule
-from tricks.mixed_precision import autocast, make_scaler, resolve_precision
+from tricks.mixed_precision import autocast, guard_skipped_first_step, make_scaler, resolve_precision, set_tf32
 from tricks.mixup import mixup_batch
 from tricks.no_bias_decay import param_groups
 from tricks.zero_gamma import apply_zero_gamma
@@ -137,7 +137,9 @@ def evaluate(model: torch.nn.Module, batches: BatchSource, precision: str,
              device: torch.device, channels_last: bool,
              gaps: list[torch.Tensor] | None = None) -> tuple[float, float]:
     """Top-1 and top-5 accuracy (percent) on the test/val split. With ``gaps``, each test
-    image's logit gap (max logit - mean of the others, Sec 5.2's Figure 4) is appended."""
+    image's logit gap (max logit - mean of the others, Sec 5.2's Figure 4) is appended.
+    Data-parallel: each worker scores its shard of the split; counts and gaps are gathered."""
+    model = for_evaluation(model)
     model.eval()
     correct1 = torch.zeros((), device=device)
     correct5 = torch.zeros((), device=device)
@@ -158,7 +160,11 @@ def evaluate(model: torch.nn.Module, batches: BatchSource, precision: str,
             zmax = z.max(dim=1).values
             gaps.append(zmax - (z.sum(dim=1) - zmax) / (z.shape[1] - 1))
     model.train()
-    return 100.0 * correct1.item() / n, 100.0 * correct5.item() / n
+    counts = all_sum(torch.stack([correct1, correct5, torch.tensor(float(n), device=device)]))
+    if gaps is not None and world()[1] > 1:
+        gaps[:] = [all_gather_cat(torch.cat(gaps) if gaps else torch.zeros(0, device=device))]
+    c1, c5, total = counts.tolist()
+    return 100.0 * c1 / total, 100.0 * c5 / total
 
 
 def logit_gap_summary(gaps: list[torch.Tensor], num_classes: int) -> dict[str, Any]:
@@ -202,13 +208,16 @@ class ClassificationTask:
         seed_everything(spec.seed)
         self.batch_size = scale.batch_size(spec.recipe)
         batches = make_batches(spec.dataset, scale, self.batch_size, device, spec.seed,
-                               opts.data_root, opts.decode, opts.loader_workers)
+                               opts.data_root, opts.decode, opts.loader_workers, model=spec.model)
         model, self.meta = build_model(spec, batches.num_classes, batches.in_chans, device,
                                        opts.small_map_convs)
         precision = resolve_precision(spec.recipe.precision, device.type)
+        if device.type == "cuda":  # speed: cuDNN picks its fastest kernels; TF32 chosen, not defaulted
+            torch.backends.cudnn.benchmark = True
+            set_tf32(opts.tf32)
         self.rank, self.world_size = world()
         if self.world_size > 1:
-            batches = ShardedBatches(batches, self.rank, self.world_size)
+            batches = shard_batches(batches, self.rank, self.world_size)
             model = data_parallel(model, device)
         if spec.recipe.compile:
             use_compile_cache()
@@ -224,6 +233,8 @@ class ClassificationTask:
                                recipe=spec.recipe, precision=precision, device=device,
                                num_classes=batches.num_classes, generator=gen,
                                host_generator=host_gen, teacher=teacher)
+        if self.ctx.scaler.is_enabled():  # fp16: a skipped first step must not leave garbage momentum
+            guard_skipped_first_step(self.ctx.optimizer)
         self.batches = batches
         self.iters_per_epoch = batches.iters_per_epoch
         self.epochs = scale.epochs(spec.recipe)
@@ -232,7 +243,8 @@ class ClassificationTask:
 
     def result(self) -> TrialResult:
         return TrialResult(status="done", device=provenance.device_name(self.device),
-                           precision=self.ctx.precision,
+                           precision=provenance.recorded_precision(self.ctx.precision, self.device,
+                                                                   self.opts.tf32),
                            params=sum(p.numel() for p in unwrap(self.ctx.model).parameters()),
                            dataset_fingerprint=self.batches.fingerprint, workers=self.world_size,
                            global_batch=self.batch_size, lr=self.ctx.schedule.base_lr)
