@@ -85,8 +85,12 @@ def loading_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode", choices=("workers", "device"), default="workers",
                    help="ImageFolder decoding: 'workers' = host DataLoader workers with transforms.v2 "
                    "(default); 'device' = batched JPEG decode and augmentation on the GPU")
-    p.add_argument("--loader-workers", type=integer(0), default=8, metavar="N",
-                   help="DataLoader worker processes per trial for ImageFolder data (default 8)")
+    p.add_argument("--loader-workers", type=integer(0), default=None, metavar="N",
+                   help="DataLoader worker processes per trial for ImageFolder data (default: one "
+                   "per core available to the trial, less one)")
+    p.add_argument("--tf32", action="store_true",
+                   help="CUDA: let fp32 matmuls and convolutions use TF32 (off: the paper's FP32; a "
+                   "trial that used it is recorded with precision 'tf32')")
 
 
 def decisive_args(p: argparse.ArgumentParser) -> None:
@@ -126,7 +130,7 @@ def dataset(args: argparse.Namespace, exp: Experiment) -> str | None:
 def train_options(args: argparse.Namespace, **more: Any) -> TrainOptions:
     """The trainer options of --data-root, --decode and --loader-workers, plus ``more``."""
     return TrainOptions(data_root=args.data_root, decode=args.decode,
-                        loader_workers=args.loader_workers, **more)
+                        loader_workers=args.loader_workers, tf32=args.tf32, **more)
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:

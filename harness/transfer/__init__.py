@@ -33,6 +33,7 @@ from harness.transfer.segmentation import SegmentationTask
 from harness.trial import (TrainOptions, TrialResult, load_classifier, pick_device, seed_everything,
                            set_threads)
 from tricks.lr_schedule import LRSchedule
+from tricks.mixed_precision import set_tf32
 
 if TYPE_CHECKING:
     from harness.spec import TrialSpec
@@ -191,6 +192,9 @@ class FineTune:
         self.name, self.log_prefix = spec.task, f"{spec.task} "
         self.device = device = pick_device(opts.device)
         set_threads(opts, spec.scale_obj.threads_per_trial, device)
+        if device.type == "cuda":  # as classification: cuDNN's fastest kernels, TF32 as chosen
+            torch.backends.cudnn.benchmark = True
+            set_tf32(opts.tf32)
         seed_everything(spec.seed)
         backbone = load_backbone(spec, opts, settings, device)
         self.task = task = build_task(spec, backbone, settings, opts, device)
