@@ -93,10 +93,12 @@ def loading_args(p: argparse.ArgumentParser) -> None:
                    "trial that used it is recorded with precision 'tf32')")
 
 
-def decisive_args(p: argparse.ArgumentParser) -> None:
-    """--until-decisive [--max-seeds N] [--spending obf|pocock] (run, report)."""
+def decisive_args(p: argparse.ArgumentParser, report: bool = False) -> None:
+    """--until-decisive [--max-seeds N] [--spending obf|pocock] (run; report with ``report``)."""
     p.add_argument("--until-decisive", action="store_true",
-                   help="add seeds wave by wave (3 per cell first) only where a verdict is undecided, "
+                   help="the report of an --until-decisive run: every stored seed per cell, verdicts "
+                   "at the levels of its looks" if report else
+                   "add seeds wave by wave (3 per cell first) only where a verdict is undecided, "
                    "under a group-sequential alpha-spending rule (harness/adaptive.py)")
     p.add_argument("--max-seeds", type=integer(FIRST_WAVE), default=12, metavar="N",
                    help=f"--until-decisive: at most N seeds per cell (default 12; >= {FIRST_WAVE}, the first wave)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.args import dataset, seeds_args, table_args
+from harness.commands.args import dataset, decisive_args, looks, seeds_args, table_args
 from harness.errors import HarnessError
 from harness.experiments import load_experiment
+from harness.experiments.decompose import decompose_experiment
 from harness.scales import get_scale
 
 
@@ -20,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     seeds_args(p, help="seeds per cell the table was run with (default: the scale's)")
     p.add_argument("--out", default="reports", help="reports folder (default reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
+    p.add_argument("--decompose", default=None, metavar="ROW",
+                   help="the report of ROW's decomposition (run TABLE --decompose ROW)")
+    decisive_args(p, report=True)
     p.set_defaults(func=cmd_report)
 
 
@@ -32,12 +36,14 @@ def cmd_report(args: argparse.Namespace) -> int:
                            "or an experiment file")
     scale = get_scale(args.scale)
     exp = load_experiment(args.table)
+    if args.decompose:
+        exp = decompose_experiment(exp, args.decompose)
     if not Path(args.store).is_file():
         raise HarnessError(f"no results store at {args.store}; run `python -m harness run "
                            f"{args.table} --scale {scale.name}` first or pass --store PATH")
     path = write_report(exp, scale, args.store,
                         seeds=list(range(args.seeds)) if args.seeds else None,
                         out_dir=args.out, data=dataset(args, exp), data_root=args.data_root,
-                        figures=not args.no_figures)
+                        figures=not args.no_figures, looks=looks(args))
     print(path)
     return 0
