@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", default=None, help="a bank of stored runs (else synthetic)")
     ap.add_argument("--tables", type=int, default=200, help="synthetic: simulated tables per scenario")
     ap.add_argument("--max-seeds", type=int, default=12)
-    ap.add_argument("--spending", choices=("obf", "pocock"), default="obf")
+    ap.add_argument("--spending", choices=("pocock", "obf"), default="pocock")
     ap.add_argument("--arm", type=int, default=4, help="bank: seeds per arm")
     ap.add_argument("--draws", type=int, default=50, help="bank: random splits per cell")
     ap.add_argument("--seed", type=int, default=0)

@@ -63,11 +63,13 @@ def test_cells_to_grow_are_the_undecided_comparisons_cells():
 
 def test_looks_levels_follow_obrien_fleming_spending():
     """Nominal alphas grow look by look and the last is below 0.05 (O'Brien-Fleming-type)."""
-    looks = Looks(first=3, max_seeds=8)
+    looks = Looks(first=3, max_seeds=8, kind="obf")
     alphas = [looks.alpha(n) for n in range(3, 9)]
     assert alphas == sorted(alphas) and alphas[-1] < 0.05 and alphas[0] < 0.005
     assert looks.alpha(20) == alphas[-1]  # past the last look: the last look's level
     assert "O'Brien-Fleming" in looks.describe()
+    flat = [Looks(3, 8).alpha(n) for n in range(3, 9)]  # Pocock-type, the default: nearly flat
+    assert max(flat) / min(flat) < 1.3 and flat[0] > 10 * alphas[0]
 
 
 @pytest.mark.slow
@@ -88,7 +90,7 @@ def test_smoke_until_decisive_adds_seeds_only_to_undecided_cells(tmp_path):
     out = last_json_line(proc.stdout)
     assert out["trials"] > 38 and out["failed"] == 0 and len(out["waves"]) >= 2
     exp, scale = load_experiment("paper_table6"), get_scale("smoke")
-    looks = Looks(first=3, max_seeds=4)
+    looks = Looks(first=3, max_seeds=4)  # the CLI's default spending (Pocock-type)
     full = make_plan(exp, scale, seeds=4)
     with Store(store, readonly=True) as st:
         stored = set(st.done_hashes([t.hash for t in full.all_trials()]))

@@ -102,8 +102,10 @@ def decisive_args(p: argparse.ArgumentParser, report: bool = False) -> None:
                    "under a group-sequential alpha-spending rule (harness/adaptive.py)")
     p.add_argument("--max-seeds", type=integer(FIRST_WAVE), default=12, metavar="N",
                    help=f"--until-decisive: at most N seeds per cell (default 12; >= {FIRST_WAVE}, the first wave)")
-    p.add_argument("--spending", choices=("obf", "pocock"), default="obf",
-                   help="--until-decisive: O'Brien-Fleming-type (default) or Pocock-type alpha spending")
+    p.add_argument("--spending", choices=("pocock", "obf"), default="pocock",
+                   help="--until-decisive: Pocock-type (default: spends alpha evenly over the looks, so "
+                   "a run its --budget cuts short has not saved it for looks it never reaches) or "
+                   "O'Brien-Fleming-type alpha spending")
 
 
 def looks(args: argparse.Namespace) -> Any:

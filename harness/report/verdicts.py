@@ -41,7 +41,7 @@ class Looks:
 
     first: int = 3
     max_seeds: int = 12
-    kind: str = "obf"  # "obf" (O'Brien-Fleming-type) | "pocock" (Pocock-type) spending
+    kind: str = "pocock"  # "pocock" (Pocock-type) | "obf" (O'Brien-Fleming-type) spending
 
     def bounds(self) -> list[float]:
         return list(_bounds(self.first, self.max_seeds, self.kind))
