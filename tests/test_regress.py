@@ -56,9 +56,13 @@ def fill(path: Path, plan, *, top1=top1_of, speed=lambda i, seed: 1000.0 + 10 * 
          device=lambda i, seed: DEVICE, status=lambda i, seed: "done", skip=(),
          precision=lambda i, seed: "fp32", epochs: int = 3) -> Path:
     """Write one TrialRecord per planned cell trial into the store at ``path``, with
-    ``epochs`` epoch rows whose images/s spread 1% around the trial's (the speed repeats)."""
+    ``epochs`` epoch rows whose images/s spread 1% around the trial's (the speed repeats).
+    A cell's index ``i`` is its place in the whole table (a rerun's plan holds a few cells)."""
+    order = list(make_plan(load_experiment(plan.experiment.source or plan.experiment.name),
+                           plan.scale).trials)
     with Store(path) as store:
-        for i, ((row, col), specs) in enumerate(plan.trials.items()):
+        for (row, col), specs in plan.trials.items():
+            i = order.index((row, col))
             if (row, col) in skip:
                 continue
             for spec in specs:

@@ -77,11 +77,11 @@ def cmd_regress(args: argparse.Namespace) -> int:
                      run_options=opts, options=gate)
     if result.exit_code != EXIT_PASS:
         print(f"regression: {result.message}", file=sys.stderr)
-    if args.json:
-        emit_json({k: v for k, v in result.summary.items() if k != "baseline_provenance"})
     if result.summary.get("undecided"):
         print("warning: undecided (rerun band, seeds or budget ran out): "
               + "; ".join(result.summary["undecided"]), file=sys.stderr)
+    if args.json:
+        emit_json({k: v for k, v in result.summary.items() if k != "baseline_provenance"})
     else:
         print(result.message)
     return result.exit_code

@@ -198,6 +198,10 @@ def _host_class() -> str | None:
     return parse_device(device_label(device)).hardware
 
 
+def _failing(ev: Evaluation) -> bool:
+    return any(v.failed for v in ev.cells) or any(c.failed for c in ev.checks)
+
+
 def _entry_for(baseline: dict[str, Any], now_class: str | None, opts: GateOptions) -> dict[str, Any]:
     return select_entry(baseline, now_class, opts.machine)
 
@@ -282,7 +286,8 @@ def regress(plan: Plan, baseline: dict[str, Any], *, store: str, rerun: bool = F
     fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
     budget = opts.budget if opts.budget is not None else sum(len(v) for v in plan.trials.values())
     cur, extra, look = plan, 0, 1
-    while can_rerun and look < looks.count and ev.rerun_cells():
+    # more seeds only while they can change the night's outcome: not once it has failed
+    while can_rerun and look < looks.count and ev.rerun_cells() and not _failing(ev):
         todo, cur, n = _more_seeds(plan, cur, ev.rerun_cells(), n0, max_seeds, budget - extra)
         if n == 0:
             break
