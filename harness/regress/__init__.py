@@ -29,7 +29,7 @@ from harness.regress.baseline import (BASELINES_DIR, baseline_path, check_name, 
                                       select_entry)
 from harness.regress.checks import FAMILY_METHOD, Check, Looks
 from harness.regress.comparison import (THRESHOLDS, CellVerdict, Evaluation, Thresholds, compare,
-                                        evaluate, thresholds_for)
+                                        evaluate, run_night, thresholds_for)
 from harness.regress.gate import (EXIT_BAD_INPUT, EXIT_PASS, EXIT_REGRESSION, REPORTS_DIR,
                                   GateOptions, RegressResult, offset_seeds, parents_of, regress,
                                   train_plan, write_reports)
@@ -37,7 +37,7 @@ from harness.regress.history import append_history, read_history
 from harness.regress.markdown import render_markdown
 
 __all__ = ["Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "Evaluation", "Check",
-           "Looks", "FAMILY_METHOD", "compare", "evaluate", "offset_seeds", "parents_of",
+           "Looks", "FAMILY_METHOD", "compare", "evaluate", "run_night", "offset_seeds", "parents_of",
            "BASELINES_DIR", "baseline_path", "check_name", "entry_class", "load_baseline",
            "save_baseline", "select_entry", "freeze", "read_cells", "resolve_baseline", "regress",
            "train_plan", "GateOptions", "RegressResult", "render_markdown", "write_reports",

@@ -12,9 +12,13 @@ shared :mod:`harness.statistics` module:
 * ``trick``: how much of a trick's delta (row minus its parent row) was lost, per model
   ``(row - parent)_base - (row - parent)_now``, pooled over the models the same way: a trick
   that silently stops working leaves its row equal to its parent;
-* ``speed``: a cell's training images/s, per-epoch throughputs of its trials as repeats,
-  two-sided Mann-Whitney (:func:`speed_change`) halved in the direction of a slowdown; the
-  floor is a fraction of the baseline's median.
+* ``speed``: a cell's training images/s, one value a trial (the mean of its epochs: on a
+  shared CPU the epochs of one trial share its neighbours, so they are not independent
+  repeats), two-sided Mann-Whitney (:func:`speed_change`) halved in the direction of a
+  slowdown, from 3 trials a side; the floor is a fraction of the baseline's median;
+* ``speed-model``: the mean log slowdown over a model's cells (a slower kernel slows every
+  cell of a model), as ``model`` on ``log(images/s)`` with its own pooled noise; floor
+  ``-log(1 - fraction)``.
 
 One night is one *family*: Holm's step-down over the p-values of every gating check
 (:func:`family_wise`), so the chance that a night with nothing changed fails is at most
@@ -228,12 +232,13 @@ def trick_check(row: str, parent: str, metric: str,
 
 def speed_check(row: str, column: str, base: Sequence[float], now: Sequence[float],
                 floor: float, alpha: float) -> Check:
-    """Training images/s of one cell: Mann-Whitney over repeats, floor = fraction."""
+    """Training images/s of one cell: Mann-Whitney over its trials, floor = fraction."""
     chk = Check("speed", f"{row} / {column}", "img_per_s", ((row, column),),
                 n_base=len(base), n_now=len(now))
     if len(base) < MIN_SPEED_RUNS or len(now) < MIN_SPEED_RUNS:
         chk.outcome, chk.gating = "n/a", False
-        chk.note = f"fewer than {MIN_SPEED_RUNS} runs a side ({len(base)} vs {len(now)})"
+        chk.note = (f"fewer than {MIN_SPEED_RUNS} trials a side ({len(base)} vs {len(now)}): "
+                    "the model's pooled speed check judges it")
         chk.base, chk.now = _median(base), _median(now)
         return chk
     sc = speed_change(base, now)

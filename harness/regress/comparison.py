@@ -9,6 +9,8 @@ statistics are :mod:`harness.regress.checks`'s; what may be compared with what i
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,7 +22,8 @@ from harness.regress.identity import (Identity, accuracy_comparable, determinism
                                       identity, speed_comparable)
 
 __all__ = ["Key", "Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "FAIL_VERDICTS",
-           "Evaluation", "cell_device", "baseline_cells", "evaluate", "compare"]
+           "Evaluation", "cell_device", "baseline_cells", "evaluate", "compare", "run_night",
+           "More"]
 
 Key = tuple[str, str]  # (row, column)
 FAIL_VERDICTS = ("regression", "missing", "failed")
@@ -41,7 +44,7 @@ class Thresholds:
     pooled_floor: float
     speed_frac: float
     alpha: float = 0.025
-    band: float = 0.05
+    band: float = 0.02
 
 
 THRESHOLDS: dict[str, Thresholds] = {
@@ -141,6 +144,11 @@ class Evaluation:
     look: int = 1
     alpha: float = 0.0  # this look's nominal level
 
+    @property
+    def failing(self) -> bool:
+        """The night has failed already: no more seeds can change that."""
+        return any(v.failed for v in self.cells) or any(c.failed for c in self.checks)
+
     def rerun_cells(self) -> list[Key]:
         """Cells that a check in the rerun band wants more seeds for (most suspicious first)."""
         out: dict[Key, None] = {}
@@ -160,16 +168,15 @@ def _by_seed(trials: list[dict[str, Any]], key: str) -> dict[int, float]:
     return out
 
 
-def _speeds(trials: list[dict[str, Any]]) -> list[float]:
-    """Repeats of a cell's training speed: each trial's per-epoch images/s when recorded,
-    else its mean images/s (one value a trial)."""
-    out: list[float] = []
+def _speed_by_seed(trials: list[dict[str, Any]]) -> dict[int, float]:
+    """One training speed a trial: the mean of its per-epoch images/s when recorded, else
+    its own images/s (the epochs of one trial are not independent repeats)."""
+    out = {}
     for t in trials:
         epochs = [v for v in (number(x) for x in (t.get("img_per_s_epochs") or [])) if v is not None]
-        if epochs:
-            out += epochs
-        elif number(t.get("img_per_s")) is not None:
-            out.append(number(t.get("img_per_s")))
+        v = sum(epochs) / len(epochs) if epochs else number(t.get("img_per_s"))
+        if v is not None and v > 0:
+            out[int(t["seed"])] = v
     return out
 
 
@@ -327,14 +334,33 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
                           noise, th.pooled_floor, alpha)
         if chk is not None:
             checks.append(chk)
-    for c in cells:
-        if c.speed:
-            checks.append(speed_check(*c.key, _speeds(c.base), _speeds(c.now), th.speed_frac, alpha))
+    checks += _speed_checks([c for c in cells if c.speed], th, alpha)
     for chk in checks:
         chk.look = look
     decide(checks, alpha, th.band, last, fixed)
     _fill_cells(cells, checks)
     return Evaluation([c.verdict for c in cells], checks, look, alpha)
+
+
+def _speed_checks(cells: list[_Cell], th: Thresholds, alpha: float) -> list[Check]:
+    """Per cell (Mann-Whitney over trials) and per model (pooled log speed) speed checks."""
+    out: list[Check] = []
+    logs = {c.key: tuple({s: math.log(v) for s, v in _speed_by_seed(side).items()}
+                         for side in (c.base, c.now)) for c in cells}
+    for c in cells:
+        b, n = (list(_speed_by_seed(side).values()) for side in (c.base, c.now))
+        out.append(speed_check(*c.key, b, n, th.speed_frac, alpha))
+    floor = -math.log(1.0 - th.speed_frac)
+    for col in dict.fromkeys(k[1] for k in logs):
+        mine = {k[0]: v for k, v in logs.items() if k[1] == col}
+        noise = column_noise({(side, row): list(v[i].values()) for row, v in mine.items()
+                              for i, side in enumerate(("b", "n"))})
+        chk = model_check(col, "log img_per_s", mine, noise, floor, alpha)
+        if chk is not None:
+            chk.kind = "speed-model"
+            chk.note = f"mean log change of images/s over {len(mine)} cells (x{math.exp(chk.now):.3f})"
+            out.append(chk)
+    return out
 
 
 def _fill_cells(cells: list[_Cell], checks: list[Check]) -> None:
@@ -360,3 +386,34 @@ def compare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
             thresholds: Thresholds, **kwargs: Any) -> list[CellVerdict]:
     """The per-cell verdicts of :func:`evaluate` (one look)."""
     return evaluate(baseline, now, thresholds, **kwargs).cells
+
+
+# Given the cells a rerun wants (most suspicious first) and the trials left in the budget,
+# train or draw more seeds: (the whole of today's cells after it, trials added), or None.
+More = Callable[[list[Key], int], "tuple[dict[Key, list[dict[str, Any]]], int] | None"]
+
+
+def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
+              thresholds: Thresholds, *, looks: Looks, more: More | None, budget: int,
+              parents: dict[str, str] | None = None, strict_determinism: bool = False,
+              ) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
+    """One night as the gate decides it: look 1, then while checks are in the rerun band,
+    the night has not failed, looks remain and ``more`` brings seeds within ``budget``
+    trials, look again (outcomes decided earlier are kept). What is still in the band at
+    the end is ``undecided``. Returns (last evaluation, today's cells, trials added)."""
+    kw: dict[str, Any] = {"parents": parents, "looks": looks, "strict_determinism": strict_determinism}
+    ev = evaluate(baseline, now, thresholds, look=1, **kw)
+    fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
+    look, extra = 1, 0
+    while more is not None and look < looks.count and ev.rerun_cells() and not ev.failing:
+        got = more(ev.rerun_cells(), budget - extra)
+        if got is None or got[1] == 0:
+            break
+        now, n = got
+        extra += n
+        look += 1
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, **kw)
+        fixed.update({c.key: c.outcome for c in ev.checks if c.outcome != "rerun"})
+    if any(c.outcome == "rerun" for c in ev.checks):  # budget or seeds ran out
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, last_look=True, **kw)
+    return ev, now, extra

@@ -26,7 +26,8 @@ from harness.machine import device_label, parse_device
 from harness.regress.baseline import (check_name, entry_class, read_cells, select_entry,
                                       write_json_atomic)
 from harness.regress.checks import FAMILY_METHOD, SPENDING, Looks
-from harness.regress.comparison import CellVerdict, Evaluation, Key, Thresholds, evaluate, thresholds_for
+from harness.regress.comparison import (CellVerdict, Evaluation, Key, Thresholds, run_night,
+                                        thresholds_for)
 from harness.regress.history import append_history, history_rows
 from harness.regress.markdown import render_markdown
 from harness.spec import TrialSpec
@@ -198,10 +199,6 @@ def _host_class() -> str | None:
     return parse_device(device_label(device)).hardware
 
 
-def _failing(ev: Evaluation) -> bool:
-    return any(v.failed for v in ev.cells) or any(c.failed for c in ev.checks)
-
-
 def _entry_for(baseline: dict[str, Any], now_class: str | None, opts: GateOptions) -> dict[str, Any]:
     return select_entry(baseline, now_class, opts.machine)
 
@@ -212,7 +209,7 @@ def _summary(plan: Plan, entry: dict[str, Any], ev: Evaluation, th: Thresholds, 
     failures = [f"{v.cell}: {v.reason()}" for v in ev.cells if v.failed]
     failures += [f"{c.kind} {c.name}: {c.metric} drop {c.drop.drop:.3g} >= {c.drop.floor:g} "
                  f"(p {c.p:.2g}, {c.note})" for c in ev.checks
-                 if c.failed and c.kind in ("model", "trick")]
+                 if c.failed and c.kind in ("model", "trick", "speed-model")]
     undecided = [f"{c.kind} {c.name}" for c in ev.checks if c.outcome == "undecided"]
     status = "regression" if failures else "undecided" if undecided else "pass"
     return {
@@ -280,27 +277,23 @@ def regress(plan: Plan, baseline: dict[str, Any], *, store: str, rerun: bool = F
     max_seeds = opts.max_seeds or 3 * n0
     can_rerun = opts.rerun_undecided and not no_train
     looks = Looks(n0, n0, max_seeds if can_rerun else n0, len(entry.get("seeds") or []) or n0)
-    parents = parents_of(plan)
-    kw = {"parents": parents, "looks": looks, "strict_determinism": opts.strict_determinism}
-    ev = evaluate(entry, now, th, look=1, **kw)
-    fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
-    budget = opts.budget if opts.budget is not None else sum(len(v) for v in plan.trials.values())
-    cur, extra, look = plan, 0, 1
-    # more seeds only while they can change the night's outcome: not once it has failed
-    while can_rerun and look < looks.count and ev.rerun_cells() and not _failing(ev):
-        todo, cur, n = _more_seeds(plan, cur, ev.rerun_cells(), n0, max_seeds, budget - extra)
+    state = {"plan": plan}
+
+    def more(cells: list[Key], left: int):
+        todo, whole, n = _more_seeds(plan, state["plan"], cells, n0, max_seeds, left)
         if n == 0:
-            break
-        log(f"rerun band: {len(todo.trials)} cell(s) get {n} more trial(s) (look {look + 1})")
+            return None
+        log(f"rerun band: {len(todo.trials)} cell(s) get {n} more trial(s)")
         train(todo, store, run_options)
-        extra += n
-        look += 1
+        state["plan"] = whole
         with Store(store, readonly=True) as st:
-            now = read_cells(cur, st)
-        ev = evaluate(entry, now, th, look=look, fixed=fixed, **kw)
-        fixed.update({c.key: c.outcome for c in ev.checks if c.outcome != "rerun"})
-    if any(c.outcome == "rerun" for c in ev.checks):  # budget or max seeds reached
-        ev = evaluate(entry, now, th, look=look, fixed=fixed, last_look=True, **kw)
+            return read_cells(whole, st), n
+
+    budget = opts.budget if opts.budget is not None else sum(len(v) for v in plan.trials.values())
+    ev, now, extra = run_night(entry, now, th, looks=looks, more=more if can_rerun else None,
+                               budget=budget, parents=parents_of(plan),
+                               strict_determinism=opts.strict_determinism)
+    cur = state["plan"]
     summary = _summary(cur, entry, ev, th, store, rerun, no_train, now_class, looks, extra, opts)
     summary["seeds"] = list(plan.seeds)
     if tmp_dir is not None and summary["failures"]:

@@ -35,9 +35,9 @@ def _acc_rows(verdicts: list[CellVerdict]) -> list[list[str]]:
 def _pooled_rows(ev: Evaluation) -> list[list[str]]:
     rows = []
     for c in ev.checks:
-        if c.kind not in ("model", "trick") or c.drop is None:
+        if c.kind not in ("model", "trick", "speed-model") or c.drop is None:
             continue
-        base = "-" if c.kind == "model" else _f(c.base, sign=True)
+        base = _f(c.base, sign=True) if c.kind == "trick" else "-"
         rows.append([c.kind, c.name, base, _f(c.now, sign=True), _f(c.drop.drop),
                      f"{c.drop.floor:g}", _p(c.p), c.outcome, c.note])
     return rows
@@ -114,7 +114,7 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
                   "over its parent row, baseline vs now)", "",
                   _table(pooled, ["check", "name", "baseline delta", "now delta (model: change)", "drop", "floor", "p",
                                   "outcome", "note"]), ""]
-    lines += ["## Training speed (images/s, median of per-epoch repeats)", "",
+    lines += ["## Training speed (images/s, median over trials; a trial: mean of its epochs)", "",
               _table(_speed_rows(verdicts, th), ["cell", "baseline median", "now median", "delta",
                                                  "p", "verdict"]), "", "## Determinism", ""] + _determinism(verdicts) + [""]
     return "\n".join(lines)

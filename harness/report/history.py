@@ -24,7 +24,7 @@ from harness.regress.history import read_history
 
 __all__ = ["SERIES_KINDS", "change_points", "series", "write_history"]
 
-SERIES_KINDS = ("cell", "model", "trick", "speed")
+SERIES_KINDS = ("cell", "model", "trick", "speed", "speed-model")
 MIN_POINTS = 4  # fewer nights than this: no change point is looked for
 _OUTCOME_COLOURS = {"regression": "tab:red", "rerun": "tab:orange", "undecided": "tab:orange",
                     "not comparable": "tab:gray", "failed": "tab:red", "missing": "tab:red"}
@@ -60,7 +60,8 @@ def _slug(text: str) -> str:
 
 def _title(kind: str, name: str, metric: str) -> str:
     what = {"cell": metric, "model": f"{metric}: mean change over the model's cells",
-            "trick": f"{metric}: delta over the parent row", "speed": "training images/s"}[kind]
+            "trick": f"{metric}: delta over the parent row", "speed": "training images/s",
+            "speed-model": "mean log change of training images/s over the model's cells"}[kind]
     return f"{kind} {name} ({what})"
 
 
