@@ -53,7 +53,7 @@ def test_two_machine_classes_in_one_baseline_the_matching_one_chosen(work, capsy
         rep = _json(work)
         assert rc == 0, err
         assert rep["baseline_machine_class"] == cls == rep["machine_class"]
-        assert {c["speed_verdict"] for c in rep["cells"]} == {"pass"}
+        assert {c["outcome"] for c in rep["checks"] if c["kind"] == "speed-model"} == {"pass"}
         assert {c["determinism"] for c in rep["cells"]} == {"same"}
     fill(work / "c.sqlite", plan, device=lambda i, s: THIRD)
     rc, _, err = cli(capsys, "regress", TABLE, "--scale", "smoke", "--store", "c.sqlite", "--no-train")
@@ -90,6 +90,7 @@ def test_baseline_from_another_class_speed_not_comparable_exit_0(work, capsys):
     assert rep["baseline_selected_by"].startswith("the only entry")
     assert {c["speed_verdict"] for c in rep["cells"]} == {"not comparable"}
     assert all("hardware class differs" in c["speed_note"] for c in rep["cells"])
+    assert not [c for c in rep["checks"] if c["kind"].startswith("speed")]  # nothing to test
     assert {c["verdict"] for c in rep["cells"]} == {"pass"}  # fp32 both sides: compared
     assert {c["determinism"] for c in rep["cells"]} == {"not checked (another hardware class)"}
     md = next((work / "reports" / "regress").glob("*.md")).read_text()
