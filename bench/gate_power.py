@@ -364,12 +364,12 @@ def apply_bug(args) -> None:
     from harness.store import Store
 
     undo: list = []
-    if args.apply_bug != "none":
+    if args.apply_bug not in ("none", "clean"):
         BUGS[args.apply_bug](undo)
     plan = make_plan(load_experiment(args.table), get_scale(args.scale), seeds=args.seeds)
-    train_in_process(plan, args.store)
+    train_in_process(plan, args.bug_store)
     if args.freeze:
-        with Store(args.store, readonly=True) as st:
+        with Store(args.bug_store, readonly=True) as st:
             data = freeze(plan, st)
         from harness.regress import save_baseline
         save_baseline(data, args.freeze)
@@ -377,8 +377,8 @@ def apply_bug(args) -> None:
         return
     baseline = load_baseline(args.baseline)
     baseline["_path"] = args.baseline
-    r = regress(plan, baseline, store=args.store, train=train_in_process, log=lambda m: None,
-                out_dir=Path(args.store).parent / "reports",
+    r = regress(plan, baseline, store=args.bug_store, train=train_in_process, log=lambda m: None,
+                out_dir=Path(args.bug_store).parent / "reports",
                 options=GateOptions(budget=args.budget, max_seeds=args.max_seeds))
     s = r.summary
     print(json.dumps({"bug": args.apply_bug, "exit_code": r.exit_code, "status": s["status"],
@@ -401,7 +401,7 @@ def run_bugs(args) -> list[dict[str, Any]]:
     def sub(bug: str, *extra: str) -> dict[str, Any]:
         store = work / bug / "store.sqlite"
         store.parent.mkdir(parents=True, exist_ok=True)
-        out = subprocess.run([sys.executable, __file__, "--apply-bug", bug, "--store", str(store),
+        out = subprocess.run([sys.executable, __file__, "--apply-bug", bug, "--bug-store", str(store),
                               *common, *extra], cwd=work, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"bug {bug}: exit {out.returncode}: {out.stderr[-2000:]}")
@@ -464,6 +464,7 @@ def main() -> None:
     ap.add_argument("--bug", nargs="*", choices=sorted(BUGS), help="--bugs: only these")
     ap.add_argument("--work", default=None, help="--bugs: folder for the stores (default: a temp dir)")
     ap.add_argument("--baseline", help=argparse.SUPPRESS)
+    ap.add_argument("--bug-store", help=argparse.SUPPRESS)
     ap.add_argument("--freeze", help=argparse.SUPPRESS)
     ap.add_argument("--write-results", nargs="?", const=str(ROOT / "bench" / "RESULTS.md"), default=None,
                     help="replace this benchmark's section of bench/RESULTS.md")
