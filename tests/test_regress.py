@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,9 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
 from harness.metrics import main_metric
-from harness.regress import (THRESHOLDS, GateOptions, Thresholds, compare, evaluate, offset_seeds,
-                             regress)
+from harness.regress import THRESHOLDS, Thresholds, compare, evaluate, offset_seeds, regress
 from harness.regress.baseline import (baseline_path, check_name, freeze, load_baseline, read_cells,
-                                      resolve_baseline, save_baseline)
+                                      resolve_baseline)
 from harness.scales import get_scale
 from harness.store import Store, TrialRecord
 

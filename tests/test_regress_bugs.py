@@ -14,26 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXP = """\
-name: gate_bugs
-title: real bugs for the gate (smoke)
-base_recipe: efficient
-cumulative: true
-stacked: true
-rows:
-  - {label: Efficient}
-  - {label: + cosine decay, recipe: {lr_schedule: cosine}}
-  - {label: + label smoothing, recipe: {label_smoothing: 0.1}}
-  - {label: + mixup, recipe: {mixup: true, epochs: 200}}
-columns:
-  - {label: ResNet-50-D, model: resnet50_d}
-"""
 
 
 @pytest.mark.slow
 def test_real_bugs_procedure_at_smoke(tmp_path):
-    exp = tmp_path / "exp.yaml"
-    exp.write_text(EXP)
+    exp = ROOT / "bench" / "gate_bugs_smoke.yaml"
     out = subprocess.run([sys.executable, "bench/gate_power.py", "--bugs", "--scale", "smoke",
                           "--table", str(exp), "--seeds", "1", "--work", str(tmp_path / "w")],
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
