@@ -105,6 +105,7 @@ def simulate_table(exp: Any, delta: float, looks: Looks, rng: np.random.Generato
             iv95 = diff_interval(a, b, v.noise[c.column], level=0.95)
         out.append({"kind": "pooled" if c.column == "pooled" else "model", "verdict": c.verdict.name,
                     "covered": iv95.lo <= delta <= iv95.hi,
+                    "covered_printed": c.interval.lo <= delta <= c.interval.hi,
                     "seeds": c.n_row if c.column == "pooled" else min(seeds[r] for r in rows)})
     return out
 
@@ -114,6 +115,7 @@ def summarise(results: list[dict], kind: str) -> dict[str, Any]:
     n = len(rs)
     return {"comparisons": n,
             "coverage_95": sum(r["covered"] for r in rs) / n,
+            "coverage_printed": sum(r["covered_printed"] for r in rs) / n,
             "effect_verdict_rate": sum(r["verdict"] in EFFECT_VERDICTS for r in rs) / n,
             "no_effect_rate": sum(r["verdict"] == "no effect" for r in rs) / n,
             "undecided_rate": sum(r["verdict"] == "undecided" for r in rs) / n,
@@ -174,12 +176,14 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
                      f"SDs {SEED_SD}), adaptive waves 3..{args.max_seeds} seeds per cell, "
                      f"{args.spending} spending; margin {MARGIN}; numpy seed {args.seed}.")
     lines += ["", "| scenario | verdicts | comparisons | 95% coverage (goal 93-97%) | "
+              "coverage of the printed interval (the look's level) | "
               "reproduced/contradicted (null goal <= 5%) | no effect (1.5 x margin goal <= 5%) | "
-              "undecided | mean seeds |", "|---|---|---|---|---|---|---|---|"]
+              "undecided | mean seeds |", "|---|---|---|---|---|---|---|---|---|"]
     for scen in ("null", "effect_1.5_margin"):
         blocks = result[scen] if not args.store else {"cell split": result[scen]}
         for kind, s in blocks.items():
             lines.append(f"| {scen} | {kind} | {s['comparisons']} | {s['coverage_95']:.3f} | "
+                         f"{s.get('coverage_printed', float('nan')):.3f} | "
                          f"{s['effect_verdict_rate']:.3f} | {s['no_effect_rate']:.3f} | "
                          f"{s.get('undecided_rate', float('nan')):.3f} | {s.get('mean_seeds', float('nan')):.1f} |")
     return "\n".join(lines) + "\n"

@@ -39,9 +39,11 @@ __all__ = ["SCHEMA_VERSION", "EPOCH_KEYS", "StoreError", "TrialRecord", "Store",
 
 DEFAULT_STORE = "results/harness.sqlite"  # relative to the working folder
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Current layout. History: 1 = initial; 2 = ``trials.extra_json`` added; 3 =
-``trials.metrics_json`` added (a task's numbers beyond top-1/top-5, moved out of extras)."""
+``trials.metrics_json`` added (a task's numbers beyond top-1/top-5, moved out of extras);
+4 = ``gate_history`` added (one row per check of every regression-gate run, written by
+``harness.regress.history``)."""
 
 _T = TypeVar("_T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -135,7 +137,33 @@ def _schema_ddl(trials_columns: Sequence[tuple[str, str]]) -> list[str]:
 
 SCHEMA_V1_DDL = _schema_ddl(_TRIALS_V1)
 """Version 1: the current layout without ``trials.extra_json`` (kept for reference/tests)."""
-SCHEMA_DDL = _schema_ddl(_TRIALS_V3)
+_GATE_HISTORY_DDL = [
+    _table_ddl("gate_history", (
+        ("id", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+        ("gate_id", "TEXT NOT NULL"),  # one gate run
+        ("created_at", "TEXT"),
+        ("table_name", "TEXT"),
+        ("scale", "TEXT"),
+        ("git_commit", "TEXT"),
+        ("machine_class", "TEXT"),
+        ("baseline", "TEXT"),
+        ("status", "TEXT"),  # the run's: pass | regression | undecided
+        ("exit_code", "INTEGER"),
+        ("check_kind", "TEXT"),  # cell | model | trick | speed | determinism
+        ("check_name", "TEXT"),
+        ("metric", "TEXT"),
+        ("base_value", "REAL"),
+        ("now_value", "REAL"),
+        ("delta", "REAL"),
+        ("p", "REAL"),
+        ("outcome", "TEXT"),
+        ("n_base", "INTEGER"),
+        ("n_now", "INTEGER"),
+        ("extra_json", "TEXT"),
+    )),
+    "CREATE INDEX gate_history_by_table ON gate_history(table_name, scale, created_at)",
+]
+SCHEMA_DDL = _schema_ddl(_TRIALS_V3) + _GATE_HISTORY_DDL
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
@@ -159,7 +187,13 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
                      (json.dumps(extra, sort_keys=True), json.dumps(metrics, sort_keys=True), spec_hash))
 
 
-_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}  # from-version -> step to from-version + 1
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """v3 -> v4: add the ``gate_history`` table (empty)."""
+    for stmt in _GATE_HISTORY_DDL:
+        conn.execute(stmt)
+
+
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}  # from-version -> step to from-version + 1
 
 
 class StoreError(HarnessError):

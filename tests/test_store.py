@@ -190,7 +190,7 @@ def test_load_is_read_only(tmp_path: Path):
 def test_schema_version_stored(store: Store):
     """meta holds the current schema_version."""
     row = store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    assert int(row[0]) == SCHEMA_VERSION == 3
+    assert int(row[0]) == SCHEMA_VERSION == 4
     assert store.schema_version() == SCHEMA_VERSION
 
 
@@ -203,7 +203,7 @@ def test_v1_store_is_migrated_keeping_rows(tmp_path: Path):
         assert ro.schema_version() == 1
         assert ro.trials_df().loc[0, "extra"] == {}
     with Store(path) as s:
-        assert s.schema_version() == 3
+        assert s.schema_version() == 4
         cols = [r[1] for r in s.conn.execute("PRAGMA table_info(trials)")]
         assert cols == list(TRIAL_COLUMNS)
         old = s.get_trial("old1")
@@ -231,7 +231,7 @@ def test_v2_store_moves_transfer_metrics_out_of_extras(tmp_path: Path):
         rec = ro.get_trial("old1")
         assert (rec.metrics, rec.extra) == ({"map": 41.5, "miou": 30.25}, {"node": "vm", "workers": 1})
     with Store(path) as s:
-        assert s.schema_version() == 3
+        assert s.schema_version() == 4
         rec = s.get_trial("old1")
         assert (rec.metrics, rec.extra) == ({"map": 41.5, "miou": 30.25}, {"node": "vm", "workers": 1})
         df = s.trials_df()

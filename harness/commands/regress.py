@@ -4,14 +4,17 @@
   python -m harness regress paper_table6 --scale local --rerun    # retrain everything
   python -m harness regress paper_table6 --scale local --no-train # compare stored results
   python -m harness regress paper_table6 --scale paper --gpus-per-trial 8  # trials as `run` trains them
+  python -m harness regress paper_table6 --budget 12 --strict-determinism   # reruns, determinism
+
+Exit 0: pass (also when checks stayed undecided: they are listed), 1: regression, 2: bad input.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from harness.commands.args import (DEFAULT_STORE, cluster_args, emit_json, json_arg, loading_args,
-                                   run_options, seeds_args, table_args)
+from harness.commands.args import (DEFAULT_STORE, cluster_args, emit_json, integer, json_arg,
+                                   loading_args, run_options, seeds_args, table_args)
 from harness.commands.baseline import build_plan
 
 
@@ -32,14 +35,34 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="retrain every trial into a fresh temporary store (nothing reused)")
     mode.add_argument("--no-train", action="store_true",
                       help="train nothing: compare the results already in --store")
+    gate_args(p)
     cluster_args(p)
     loading_args(p)
     json_arg(p)
     p.set_defaults(func=cmd_regress)
 
 
+def gate_args(p: argparse.ArgumentParser) -> None:
+    """How the gate decides (docs/nightly.md: outcomes, machine classes)."""
+    g = p.add_argument_group("decisions")
+    g.add_argument("--rerun-undecided", action=argparse.BooleanOptionalAction, default=True,
+                   help="give checks between a clear pass and a clear regression more seeds and "
+                   "look again (default on; never with --no-train)")
+    g.add_argument("--budget", type=integer(0), default=None, metavar="N",
+                   help="at most N extra trials for those reruns (default: the plan's cell trials)")
+    g.add_argument("--max-seeds", type=integer(1), default=None, metavar="N",
+                   help="seeds a cell may grow to in reruns (default: 3 x the plan's seeds)")
+    g.add_argument("--strict-determinism", action="store_true",
+                   help="fail a cell whose same-seed result changed on the same machine class and "
+                   "software (default: a note)")
+    g.add_argument("--machine", default=None, metavar="CLASS",
+                   help="compare with the baseline entry of this machine class (default: today's)")
+    g.add_argument("--no-history", action="store_true",
+                   help="do not append this run to the store's gate_history")
+
+
 def cmd_regress(args: argparse.Namespace) -> int:
-    from harness.regress import EXIT_PASS, regress, resolve_baseline  # pandas, tabulate
+    from harness.regress import EXIT_PASS, GateOptions, regress, resolve_baseline  # pandas, tabulate
 
     plan = build_plan(args)
     # The baseline is checked before anything trains: a missing one costs nothing.
@@ -47,10 +70,16 @@ def cmd_regress(args: argparse.Namespace) -> int:
                                 args.baseline, store=args.store, default_store=DEFAULT_STORE)
     # --no-train starts no trial, so it needs neither Ray nor the cluster flags' checks.
     opts = None if args.no_train else run_options(args)
+    gate = GateOptions(rerun_undecided=args.rerun_undecided, budget=args.budget,
+                       max_seeds=args.max_seeds, strict_determinism=args.strict_determinism,
+                       machine=args.machine, history=not args.no_history)
     result = regress(plan, baseline, store=args.store, rerun=args.rerun, no_train=args.no_train,
-                     run_options=opts)
+                     run_options=opts, options=gate)
     if result.exit_code != EXIT_PASS:
         print(f"regression: {result.message}", file=sys.stderr)
+    if result.summary.get("undecided"):
+        print("warning: undecided (rerun band, seeds or budget ran out): "
+              + "; ".join(result.summary["undecided"]), file=sys.stderr)
     if args.json:
         emit_json({k: v for k, v in result.summary.items() if k != "baseline_provenance"})
     else:

@@ -1,21 +1,29 @@
-"""The gate's comparison: thresholds per scale, seed statistics and per-cell verdicts.
+"""The gate's comparison: thresholds per scale, per-cell verdicts, the night's checks.
 
 Pure: dicts in, verdicts out, nothing read or trained, so it is tested on hand-made numbers.
 Both sides are per-seed entries in the baseline file's format (``seed``, ``status``, the
-gated metric, ``img_per_s``, ``device``; :mod:`harness.regress.baseline`).
+gated metric, ``img_per_s`` and per-epoch ``img_per_s_epochs``, ``device``, ``precision``,
+``requested_precision``, ``torch_version``; :mod:`harness.regress.baseline`). The
+statistics are :mod:`harness.regress.checks`'s; what may be compared with what is
+:mod:`harness.regress.identity`'s.
 """
 from __future__ import annotations
 
 import math
-import statistics
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import unknown
 from harness.metrics import number
+from harness.regress.checks import (Check, Looks, NEVER, cell_check, column_noise, decide,
+                                    model_check, speed_check, trick_check)
+from harness.regress.identity import (Identity, accuracy_comparable, determinism_applies,
+                                      identity, speed_comparable)
 
 __all__ = ["Key", "Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "FAIL_VERDICTS",
-           "pooled_sd", "cell_device", "baseline_cells", "compare"]
+           "Evaluation", "cell_device", "baseline_cells", "evaluate", "compare", "run_night",
+           "More"]
 
 Key = tuple[str, str]  # (row, column)
 FAIL_VERDICTS = ("regression", "missing", "failed")
@@ -23,28 +31,34 @@ FAIL_VERDICTS = ("regression", "missing", "failed")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """How far a cell may fall before the gate fails.
+    """How far a night may fall before the gate fails, and how sure it must be.
 
-    floor: smallest allowed drop of the gated metric (top-1, mAP, mIoU), in points.
-    k: allowed drop in pooled per-seed standard deviations (the larger of the two wins).
-    speed_frac: allowed fractional drop of training images/s on the same device.
+    floor: smallest drop of a cell's metric (top-1, mAP, mIoU) that fails, in points.
+    pooled_floor: the same for a model's mean drop and for a trick's lost delta.
+    speed_frac: smallest fractional slowdown of a cell's training images/s that fails.
+    alpha: family-wise error of a night (one-sided, Holm over every check, spent over looks).
+    band: a check with raw p below this that is not a regression gets more seeds (rerun).
     """
 
     floor: float
-    k: float
+    pooled_floor: float
     speed_frac: float
+    alpha: float = 0.025
+    band: float = 0.02
 
 
 THRESHOLDS: dict[str, Thresholds] = {
     # Smoke trains a few iterations on 256 synthetic images and tests on 128 (one image is
-    # 0.78 points): accuracy is plumbing noise, so it never gates (floor 100 points).
-    "smoke": Thresholds(floor=100.0, k=3.0, speed_frac=0.5),
+    # 0.78 points): accuracy is plumbing noise, so it never gates (floor 100 points). Its
+    # trials last about a second: only a halving of the speed counts.
+    "smoke": Thresholds(floor=NEVER, pooled_floor=NEVER, speed_frac=0.5),
     # Local: Fashion-MNIST (10,000 test images: ~0.3 points of sampling noise per seed at
-    # ~90% accuracy) on shared CPUs running two trials at a time.
-    "local": Thresholds(floor=1.0, k=3.0, speed_frac=0.25),
+    # ~90%) on shared CPUs: a cell must fall a point, a model's mean or a trick's delta a
+    # quarter point (pooling over 6 cells halves the noise or better); 10% of speed.
+    "local": Thresholds(floor=1.0, pooled_floor=0.25, speed_frac=0.10),
     # Paper: ImageNet on a dedicated GPU; 0.3 points is the size of the paper's smaller
     # gains (Table 5: ResNet-50-C +0.21, -D +0.29), so a drop that large erases a trick.
-    "paper": Thresholds(floor=0.3, k=3.0, speed_frac=0.05),
+    "paper": Thresholds(floor=0.3, pooled_floor=0.1, speed_frac=0.05),
 }
 
 
@@ -57,8 +71,9 @@ def thresholds_for(scale: str) -> Thresholds:
 @dataclass
 class CellVerdict:
     """One cell's comparison. ``verdict`` is the accuracy verdict: pass | improved |
-    regression | missing | failed | new; ``speed_verdict``: pass | improved | regression |
-    not comparable | n/a."""
+    regression | rerun | undecided | not comparable | missing | failed | new;
+    ``speed_verdict``: pass | improved | regression | rerun | undecided | not comparable |
+    n/a; ``determinism``: same | computation changed | not checked (why) | n/a."""
 
     row: str
     column: str
@@ -66,62 +81,103 @@ class CellVerdict:
     base_mean: float | None = None
     now_mean: float | None = None
     delta: float | None = None
-    threshold: float | None = None  # allowed drop of the metric, points
-    pooled_sd: float | None = None
+    p: float | None = None  # one-sided p of the cell's drop
+    floor: float | None = None
     n_base: int = 0
     n_now: int = 0
     speed_verdict: str = "n/a"
-    base_speed: float | None = None
+    base_speed: float | None = None  # median images/s
     now_speed: float | None = None
     speed_delta: float | None = None  # fractional change, now / base - 1
-    speed_min: float | None = None  # lowest images/s that still passes
+    speed_p: float | None = None
     base_device: str | None = None
     now_device: str | None = None
+    base_class: str | None = None
+    now_class: str | None = None
+    base_precision: str | None = None
+    now_precision: str | None = None
+    determinism: str = "n/a"
+    changed_seeds: list[int] = field(default_factory=list)
     note: str = ""
+    speed_note: str = ""
     metric: str = "top1"  # the gated metric: top1, or a transfer table's map / miou
+    strict_determinism: bool = False
 
     @property
     def cell(self) -> str:
         return f"{self.row} / {self.column}"
 
     @property
+    def computation_changed(self) -> bool:
+        return self.determinism == "computation changed"
+
+    @property
     def failed(self) -> bool:
-        return self.verdict in FAIL_VERDICTS or self.speed_verdict == "regression"
+        return (self.verdict in FAIL_VERDICTS or self.speed_verdict == "regression"
+                or (self.strict_determinism and self.computation_changed))
 
     def reason(self) -> str:
         """One phrase saying why the cell fails (empty when it passes)."""
         parts = []
         if self.verdict == "regression":
-            parts.append(f"{self.metric} {self.now_mean:.2f} < baseline {self.base_mean:.2f} - "
-                         f"{self.threshold:.2f}")
+            parts.append(f"{self.metric} {self.now_mean:.2f} < baseline {self.base_mean:.2f} "
+                         f"(drop {-self.delta:.2f} >= {self.floor:g}, p {self.p:.2g})")
         elif self.verdict in ("missing", "failed"):
             parts.append(f"{self.verdict}" + (f" ({self.note})" if self.note else ""))
         if self.speed_verdict == "regression":
-            parts.append(f"speed {self.now_speed:.1f} img/s < {self.speed_min:.1f} "
-                         f"(baseline {self.base_speed:.1f})")
+            parts.append(f"speed {self.now_speed:.1f} img/s vs baseline {self.base_speed:.1f} "
+                         f"({self.speed_delta * 100:+.1f}%, p {self.speed_p:.2g})")
+        if self.strict_determinism and self.computation_changed:
+            parts.append(f"computation changed (seeds {self.changed_seeds})")
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
         return {"cell": self.cell, **asdict(self), "failed": self.failed}
 
 
-# ---- statistics -------------------------------------------------------------------------
-def _values(trials: list[dict[str, Any]], key: str) -> list[float]:
-    return [v for v in (number(t.get(key)) for t in trials) if v is not None]
+@dataclass
+class Evaluation:
+    """One look: the per-cell verdicts and every check of the family."""
+
+    cells: list[CellVerdict]
+    checks: list[Check]
+    look: int = 1
+    alpha: float = 0.0  # this look's nominal level
+
+    @property
+    def failing(self) -> bool:
+        """The night has failed already: no more seeds can change that."""
+        return any(v.failed for v in self.cells) or any(c.failed for c in self.checks)
+
+    def rerun_cells(self) -> list[Key]:
+        """Cells that a check in the rerun band wants more seeds for (most suspicious first)."""
+        out: dict[Key, None] = {}
+        for c in sorted((c for c in self.checks if c.outcome == "rerun"), key=lambda c: c.p):
+            for key in c.cells:
+                out.setdefault(key)
+        return list(out)
 
 
-def pooled_sd(base: list[float], now: list[float]) -> float:
-    """sqrt((var_b (n_b - 1) + var_n (n_n - 1)) / (n_b + n_n - 2)); 0 when not computable."""
-    nb, nn = len(base), len(now)
-    if nb + nn - 2 <= 0:
-        return 0.0
-    vb = statistics.variance(base) if nb >= 2 else 0.0
-    vn = statistics.variance(now) if nn >= 2 else 0.0
-    return math.sqrt((vb * (nb - 1) + vn * (nn - 1)) / (nb + nn - 2))
+# ---- helpers ----------------------------------------------------------------------------
+def _by_seed(trials: list[dict[str, Any]], key: str) -> dict[int, float]:
+    out = {}
+    for t in trials:
+        v = number(t.get(key))
+        if v is not None:
+            out[int(t["seed"])] = v
+    return out
 
 
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
+def _speed_by_seed(trials: list[dict[str, Any]]) -> dict[int, float]:
+    """One training speed a trial: the mean of its per-epoch images/s when recorded, else
+    its own images/s (the epochs of one trial are not independent repeats)."""
+    out = {}
+    for t in trials:
+        epochs = [v for v in (number(x) for x in (t.get("img_per_s_epochs") or [])) if v is not None]
+        v = sum(epochs) / len(epochs) if epochs else number(t.get("img_per_s"))
+        if v is not None and v > 0:
+            out[int(t["seed"])] = v
+    return out
 
 
 def cell_device(trials: list[dict[str, Any]]) -> str | None:
@@ -130,28 +186,6 @@ def cell_device(trials: list[dict[str, Any]]) -> str | None:
     if not devices:
         return None
     return devices[0] if len(devices) == 1 else "mixed: " + " | ".join(devices)
-
-
-# ---- the comparison ---------------------------------------------------------------------
-def _speed(v: CellVerdict, base_trials: list[dict], base_dev: str | None,
-           now_trials: list[dict], th: Thresholds) -> None:
-    v.base_speed = _mean(_values(base_trials, "img_per_s"))
-    v.now_speed = _mean(_values(now_trials, "img_per_s"))
-    v.base_device, v.now_device = base_dev, cell_device(now_trials)
-    if v.base_speed is None or v.now_speed is None:
-        v.speed_verdict = "n/a"
-        return
-    v.speed_delta = v.now_speed / v.base_speed - 1.0 if v.base_speed else None
-    if not v.base_device or v.base_device != v.now_device:
-        v.speed_verdict = "not comparable"
-        return
-    v.speed_min = v.base_speed * (1.0 - th.speed_frac)
-    if v.now_speed < v.speed_min:
-        v.speed_verdict = "regression"
-    elif v.now_speed > v.base_speed * (1.0 + th.speed_frac):
-        v.speed_verdict = "improved"
-    else:
-        v.speed_verdict = "pass"
 
 
 def _problem(now_trials: list[dict[str, Any]], metric: str = "top1") -> tuple[str, str] | None:
@@ -165,36 +199,67 @@ def _problem(now_trials: list[dict[str, Any]], metric: str = "top1") -> tuple[st
     if missing:
         return "missing", ", ".join(f"seed {t.get('seed')} {t.get('status', 'missing')}"
                                     for t in missing)
-    if not _values(now_trials, metric):
+    if not _by_seed(now_trials, metric):
         return "failed", f"done without a {metric} value"
     return None
 
 
 def baseline_cells(baseline: dict[str, Any]) -> dict[Key, dict[str, Any]]:
-    """The baseline's cells keyed by (row, column)."""
+    """The baseline's (entry's) cells keyed by (row, column)."""
     return {(c["row"], c["column"]): c for c in baseline["cells"]}
 
 
-def compare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
-            thresholds: Thresholds) -> list[CellVerdict]:
-    """Verdicts for every baseline cell (then any cell only ``now`` has), in that order.
+@dataclass
+class _Cell:
+    key: Key
+    verdict: CellVerdict
+    base: list[dict[str, Any]]
+    now: list[dict[str, Any]]
+    bid: Identity | None = None
+    nid: Identity | None = None
+    accuracy: bool = False
+    speed: bool = False
 
-    ``now`` maps (row, column) to per-seed dicts with at least: seed, status ('done' |
-    'failed' | 'diverged' | 'missing'), top1, img_per_s, device.
-    """
+
+def _determinism(c: _Cell, metric: str) -> None:
+    v = c.verdict
+    ok, why = determinism_applies(c.bid, c.nid)
+    if not ok:
+        v.determinism = f"not checked ({why})"
+        return
+    b, n = _by_seed(c.base, metric), _by_seed(c.now, metric)
+    common = sorted(set(b) & set(n))
+    if not common:
+        v.determinism = "not checked (no common seed)"
+        return
+    v.changed_seeds = [s for s in common if b[s] != n[s]]
+    v.determinism = "computation changed" if v.changed_seeds else "same"
+
+
+def _prepare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]], metric: str,
+             software: str | None, strict: bool) -> list[_Cell]:
     base = baseline_cells(baseline)
-    metric = baseline.get("metric", "top1")  # baselines before transfer gating: top-1
-    out: list[CellVerdict] = []
+    req_of = {k: next((t.get("requested_precision") for t in ts if t.get("requested_precision")), None)
+              for k, ts in now.items()}
+    base_pool = [dict(t, requested_precision=t.get("requested_precision") or req_of.get(k))
+                 for k, c in base.items() for t in c.get("trials", []) if t.get("status", "done") == "done"]
+    now_pool = [t for ts in now.values() for t in ts if t.get("status") == "done"]
+    out = []
     for key in list(base) + [k for k in now if k not in base]:
         row, col = key
         bcell = base.get(key)
         now_trials = now.get(key, [])
-        b_trials = [t for t in (bcell or {}).get("trials", []) if t.get("status", "done") == "done"]
-        b_vals = _values(b_trials, metric)
-        n_vals = _values([t for t in now_trials if t.get("status") == "done"], metric)
-        v = CellVerdict(row=row, column=col, verdict="pass", n_base=len(b_vals), n_now=len(n_vals),
-                        base_mean=_mean(b_vals), now_mean=_mean(n_vals), metric=metric)
-        out.append(v)
+        done_now = [t for t in now_trials if t.get("status") == "done"]
+        req = req_of.get(key)
+        b_trials = [dict(t, requested_precision=t.get("requested_precision") or req)
+                    for t in (bcell or {}).get("trials", []) if t.get("status", "done") == "done"]
+        bv, nv = _by_seed(b_trials, metric), _by_seed(done_now, metric)
+        v = CellVerdict(row=row, column=col, verdict="pass", n_base=len(bv), n_now=len(nv),
+                        base_mean=_mean(bv.values()), now_mean=_mean(nv.values()), metric=metric,
+                        strict_determinism=strict, base_device=cell_device(b_trials),
+                        now_device=cell_device(done_now))
+        c = _Cell(key, v, b_trials, done_now)
+        out.append(c)
         problem = _problem(now_trials, metric)
         if bcell is None:
             v.note = "not in the baseline"
@@ -202,16 +267,153 @@ def compare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
             v.verdict, note = problem
             v.note = "; ".join(x for x in (note, v.note) if x)
             continue
-        if v.base_mean is not None:
-            v.delta = v.now_mean - v.base_mean
-            v.pooled_sd = pooled_sd(b_vals, n_vals)
-            v.threshold = max(thresholds.floor, thresholds.k * v.pooled_sd)
-            if v.now_mean < v.base_mean - v.threshold:
-                v.verdict = "regression"
-            elif v.now_mean > v.base_mean + v.threshold:
-                v.verdict = "improved"
-        else:
+        if v.base_mean is None:
             v.verdict = "new"
-        base_dev = (bcell or {}).get("device") or cell_device(b_trials)
-        _speed(v, b_trials, base_dev, [t for t in now_trials if t.get("status") == "done"], thresholds)
+            continue
+        v.delta = v.now_mean - v.base_mean
+        c.bid, c.nid = identity(b_trials, software, base_pool), identity(done_now, pool=now_pool)
+        v.base_class, v.now_class = c.bid.hardware, c.nid.hardware
+        v.base_precision, v.now_precision = c.bid.precision, c.nid.precision
+        c.accuracy, why = accuracy_comparable(c.bid, c.nid)
+        if not c.accuracy:
+            v.verdict, v.note = "not comparable", why
+        c.speed, v.speed_note = speed_comparable(c.bid, c.nid)
+        v.speed_verdict = "pending" if c.speed else "not comparable"
+        _determinism(c, metric)
     return out
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+# ---- the evaluation ---------------------------------------------------------------------
+def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
+             thresholds: Thresholds, *, parents: dict[str, str] | None = None,
+             looks: Looks | None = None, look: int = 1, strict_determinism: bool = False,
+             last_look: bool | None = None,
+             fixed: dict[tuple[str, str, str], str] | None = None) -> Evaluation:
+    """Every cell's verdict and every check of one look.
+
+    ``baseline``: a baseline entry (``cells``, optional ``provenance``); ``now`` maps (row,
+    column) to per-seed dicts (seed, status, metric, img_per_s, device, precision ...);
+    ``parents``: row -> the row its trick is measured against (stacked tables; None: no
+    per-trick checks); ``looks``/``look``: where the night is in its looks (default: one look
+    only, so the rerun band is reported as ``undecided``); ``fixed``: outcomes decided at
+    earlier looks (check key -> outcome), kept as they were.
+    """
+    th = thresholds
+    metric = baseline.get("metric", "top1")  # baselines before transfer gating: top-1
+    software = ((baseline.get("provenance") or {}).get("versions") or {}).get("torch_version")
+    looks = looks or Looks(1, 1, 1, 1)
+    alpha = looks.alpha(look, th.alpha)
+    last = look >= looks.count if last_look is None else last_look
+    cells = _prepare(baseline, now, metric, software, strict_determinism)
+    usable = [c for c in cells if c.accuracy]
+    columns = list(dict.fromkeys(c.key[1] for c in usable))
+    noise = {col: column_noise({(side, c.key[0]): list(vals.values())
+                                for c in usable if c.key[1] == col
+                                for side, vals in (("b", _by_seed(c.base, metric)),
+                                                   ("n", _by_seed(c.now, metric)))})
+             for col in columns}
+    checks: list[Check] = []
+    vals = {c.key: (_by_seed(c.base, metric), _by_seed(c.now, metric)) for c in usable}
+    for c in usable:
+        checks.append(cell_check(*c.key, metric, *vals[c.key], noise[c.key[1]], th.floor, alpha))
+    for col in columns:
+        chk = model_check(col, metric, {k[0]: vals[k] for k in vals if k[1] == col},
+                          noise[col], th.pooled_floor, alpha)
+        if chk is not None:
+            checks.append(chk)
+    for row, parent in (parents or {}).items():
+        per_col = {col: (*vals[(row, col)], *vals[(parent, col)])
+                   for col in columns if (row, col) in vals and (parent, col) in vals}
+        chk = trick_check(row, parent, metric,
+                          {col: (rb, pb, rn, pn) for col, (rb, rn, pb, pn) in per_col.items()},
+                          noise, th.pooled_floor, alpha)
+        if chk is not None:
+            checks.append(chk)
+    checks += _speed_checks([c for c in cells if c.speed], th, alpha)
+    for chk in checks:
+        chk.look = look
+    decide(checks, alpha, th.band, last, fixed)
+    _fill_cells(cells, checks)
+    return Evaluation([c.verdict for c in cells], checks, look, alpha)
+
+
+def _speed_checks(cells: list[_Cell], th: Thresholds, alpha: float) -> list[Check]:
+    """Per cell (Mann-Whitney over trials) and per model (pooled log speed) speed checks."""
+    out: list[Check] = []
+    logs = {c.key: tuple({s: math.log(v) for s, v in _speed_by_seed(side).items()}
+                         for side in (c.base, c.now)) for c in cells}
+    for c in cells:
+        b, n = (list(_speed_by_seed(side).values()) for side in (c.base, c.now))
+        out.append(speed_check(*c.key, b, n, th.speed_frac, alpha))
+    floor = -math.log(1.0 - th.speed_frac)
+    for col in dict.fromkeys(k[1] for k in logs):
+        mine = {k[0]: v for k, v in logs.items() if k[1] == col}
+        noise = column_noise({(side, row): list(v[i].values()) for row, v in mine.items()
+                              for i, side in enumerate(("b", "n"))})
+        chk = model_check(col, "log img_per_s", mine, noise, floor, alpha)
+        if chk is not None:
+            chk.kind = "speed-model"
+            chk.note = f"mean log change of images/s over {len(mine)} cells (x{math.exp(chk.now):.3f})"
+            out.append(chk)
+    return out
+
+
+def _fill_cells(cells: list[_Cell], checks: list[Check]) -> None:
+    """Copy the cell and speed checks' outcomes into the cells' verdicts."""
+    by = {(c.kind, c.cells[0]): c for c in checks if c.kind in ("cell", "speed")}
+    for c in cells:
+        v = c.verdict
+        acc = by.get(("cell", c.key))
+        if acc is not None:
+            v.verdict, v.p, v.floor = acc.outcome, acc.p, acc.drop.floor
+            if acc.note:
+                v.note = "; ".join(x for x in (v.note, acc.note) if x)
+        spd = by.get(("speed", c.key))
+        if spd is not None:
+            v.speed_verdict = spd.outcome
+            v.base_speed, v.now_speed, v.speed_p = spd.base, spd.now, spd.p
+            v.speed_delta = spd.now / spd.base - 1.0 if spd.base and spd.now is not None else None
+            if spd.note:
+                v.speed_note = spd.note
+
+
+def compare(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
+            thresholds: Thresholds, **kwargs: Any) -> list[CellVerdict]:
+    """The per-cell verdicts of :func:`evaluate` (one look)."""
+    return evaluate(baseline, now, thresholds, **kwargs).cells
+
+
+# Given the cells a rerun wants (most suspicious first) and the trials left in the budget,
+# train or draw more seeds: (the whole of today's cells after it, trials added), or None.
+More = Callable[[list[Key], int], "tuple[dict[Key, list[dict[str, Any]]], int] | None"]
+
+
+def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
+              thresholds: Thresholds, *, looks: Looks, more: More | None, budget: int,
+              parents: dict[str, str] | None = None, strict_determinism: bool = False,
+              ) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
+    """One night as the gate decides it: look 1, then while checks are in the rerun band,
+    the night has not failed, looks remain and ``more`` brings seeds within ``budget``
+    trials, look again (outcomes decided earlier are kept). What is still in the band at
+    the end is ``undecided``. Returns (last evaluation, today's cells, trials added)."""
+    kw: dict[str, Any] = {"parents": parents, "looks": looks, "strict_determinism": strict_determinism}
+    ev = evaluate(baseline, now, thresholds, look=1, **kw)
+    fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
+    look, extra = 1, 0
+    while more is not None and look < looks.count and ev.rerun_cells() and not ev.failing:
+        got = more(ev.rerun_cells(), budget - extra)
+        if got is None or got[1] == 0:
+            break
+        now, n = got
+        extra += n
+        look += 1
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, **kw)
+        fixed.update({c.key: c.outcome for c in ev.checks if c.outcome != "rerun"})
+    if any(c.outcome == "rerun" for c in ev.checks):  # budget or seeds ran out
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, last_look=True, **kw)
+    return ev, now, extra
