@@ -8,11 +8,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 
-from harness.commands.args import (DEFAULT_STORE, cluster_args, emit_json, json_arg, loading_args,
-                                   run_options, seeds_args, table_args)
+from harness.commands.args import (DEFAULT_STORE, check_storage, cluster_args, emit_json, json_arg,
+                                   loading_args, run_options, seeds_args, table_args)
 from harness.commands.baseline import build_plan
+from harness.ray_env import check_address
+from harness.storage import Storage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_regress)
 
 
+def _fresh_prefix(storage: str) -> str:
+    return Storage.parse(storage).uri(f"regress-rerun-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
 def cmd_regress(args: argparse.Namespace) -> int:
     from harness.regress import EXIT_PASS, regress, resolve_baseline  # pandas, tabulate
 
@@ -47,6 +55,12 @@ def cmd_regress(args: argparse.Namespace) -> int:
                                 args.baseline, store=args.store, default_store=DEFAULT_STORE)
     # --no-train starts no trial, so it needs neither Ray nor the cluster flags' checks.
     opts = None if args.no_train else run_options(args)
+    if opts is not None:
+        if args.address:
+            check_address(args.address)  # unreachable or refusing cluster: one line, exit 2
+        check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
+        if args.rerun and opts.storage:  # nothing reused: a fresh prefix, like the fresh store
+            opts = dataclasses.replace(opts, storage=_fresh_prefix(opts.storage))
     result = regress(plan, baseline, store=args.store, rerun=args.rerun, no_train=args.no_train,
                      run_options=opts)
     if result.exit_code != EXIT_PASS:

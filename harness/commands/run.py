@@ -5,7 +5,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from harness.commands.args import (cluster_args, dataset, emit_json, json_arg,
+from harness.commands.args import (check_storage, cluster_args, dataset, emit_json, json_arg,
                                    loading_args, run_options, seeds_args, table_args)
 from harness.experiments import load_experiment, make_plan
 from harness.experiments.grid import grid_experiment
@@ -52,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.orchestrator import run_plan  # Ray
     from harness.store import Store  # pandas
 
+    check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     summary = run_plan(plan, run_options(args), argv=sys.argv)
     report = None
