@@ -37,7 +37,7 @@ from harness.errors import HarnessError
 
 REAPER = str(Path(__file__).with_name("ray_reaper.py"))
 TEMP_PREFIX = "ray-harness-"
-PROBE_TIMEOUT_S = 15.0
+PROBE_TIMEOUT_S = 10.0
 TOKEN_HINT = ("set RAY_AUTH_TOKEN to the cluster's token (`ray get-auth-token` on its head node "
               "prints it), or write it to ~/.ray/auth_token")
 _ROOT = str(Path(__file__).resolve().parents[1])  # the folder that holds the harness package

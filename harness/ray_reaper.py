@@ -28,13 +28,17 @@ ROUNDS = 20  # re-scan: a dying raylet may still have started a worker
 def _uses(pid: int, folder: str) -> bool:
     """Whether process ``pid`` names ``folder`` in its command line, works in it or holds a
     file under it open."""
-    prefix = folder.rstrip("/") + "/"
+    folder = folder.rstrip("/")
+    prefix = folder + "/"
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            if folder.encode() in fh.read():
-                return True
+            args = fh.read().decode(errors="replace").split("\0")
     except OSError:
         return False
+    for arg in args:  # a path argument, alone or as --flag=PATH
+        value = arg.rpartition("=")[2]
+        if value == folder or value.startswith(prefix):
+            return True
     for link in [f"/proc/{pid}/cwd"] + _fd_links(pid):
         try:
             target = os.readlink(link)

@@ -119,7 +119,12 @@ class MotoServer:
 class Node:
     name: str
     folder: Path  # its working folder, TMPDIR and HOME live here
-    temp_dir: str  # Ray's temp folder of this node (short: unix socket paths)
+    temp_dir: str  # Ray's temp folder of this node: <short base>/ray (unix socket paths are short)
+
+    @property
+    def temp_base(self) -> str:
+        """As RAY_TMPDIR, Ray's own lookup of "the latest cluster" finds this node's address file."""
+        return os.path.dirname(self.temp_dir)
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -145,7 +150,7 @@ class RayCluster:
         folder = self.root / name
         for sub in ("work", "tmp", "home"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        temp = tempfile.mkdtemp(prefix="rh-", dir="/tmp")
+        temp = os.path.join(tempfile.mkdtemp(prefix="rh-", dir="/tmp"), "ray")
         env = base_env(**LOOPBACK, **self._auth(), **(S3_ENV if self.s3 else {}),
                        TMPDIR=str(folder / "tmp"), HOME=str(folder / "home"), CLUSTER_NODE=name,
                        CLUSTER_GUARD_LOG=str(self.guard_log))
@@ -201,12 +206,14 @@ class RayCluster:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def kill_node(self, name: str) -> None:
+        """SIGTERM, then SIGKILL, every process of the node; its files (the address file
+        ``ray start`` wrote included) stay."""
         kill_session(self.nodes[name].temp_dir)
 
     def stop(self) -> None:
         for node in reversed(list(self.nodes.values())):
-            kill_session(node.temp_dir)
-            subprocess.run(["rm", "-rf", node.temp_dir], check=False)
+            kill_session(node.temp_base)
+            subprocess.run(["rm", "-rf", node.temp_base], check=False)
 
     # ---- what the audit hook saw ---------------------------------------------------------
     def _records(self, kind: str) -> list[dict[str, Any]]:
