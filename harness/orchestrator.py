@@ -293,7 +293,7 @@ def _slots(plan: Plan, opts: RunOptions) -> int:
                        opts.workers_per_trial, opts.max_concurrent)
 
 
-def _dependency_ckpt(store: Store, storage: st.Storage, dep: TrialSpec | None, role: str) -> str | None:
+def dependency_checkpoint(store: Store, storage: st.Storage, dep: TrialSpec | None, role: str) -> str | None:
     """Where a trial this one depends on (teacher, backbone) keeps its final checkpoint, as a
     storage URI any node can read: the run's storage, else the path or URI its record names
     (a local file is first copied into an object storage, so no worker reads a driver path)."""
@@ -330,8 +330,8 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
     for spec in longest_first(plan, stage, macs):
         started = provenance.utc_now()
         try:
-            teacher = _dependency_ckpt(store, storage, spec.teacher, "teacher")
-            backbone = _dependency_ckpt(store, storage, spec.backbone, "backbone")
+            teacher = dependency_checkpoint(store, storage, spec.teacher, "teacher")
+            backbone = dependency_checkpoint(store, storage, spec.backbone, "backbone")
         except HarnessError as exc:
             store.put_trial(failed_record(spec, summary.run_id, str(exc), started_at=started, git_commit=git))
             summary.failed += 1

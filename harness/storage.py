@@ -239,9 +239,27 @@ def probe(storage: Storage, timeout: float = PROBE_TIMEOUT_S) -> None:
     _PROBED.add(storage.root)
 
 
+def _absent(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type == pafs.FileType.NotFound
+
+
+def _drop_empty_prefix(uri: str) -> None:
+    """An object store keeps an empty "directory" object where the probe's object was (pyarrow
+    marks the parent of a deleted file); a prefix the probe found absent is left absent."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri)
+    if not fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True)):
+        fs.delete_dir(path)
+
+
 def probe_main(root: str) -> int:
     """The probe's child process: prints one JSON line, {} or {"error": "..."}."""
     made: list[Path] = []
+    fresh = False
     try:
         key = Storage(root).uri(f".harness-probe-{uuid.uuid4().hex}")
         if "://" not in root:
@@ -251,6 +269,8 @@ def probe_main(root: str) -> int:
                 folder = folder.parent
             for d in reversed(made):
                 d.mkdir()
+        else:
+            fresh = _absent(root)
         payload = f"harness storage probe {uuid.uuid4().hex}"
         write_text(key, payload)
         try:
@@ -258,6 +278,8 @@ def probe_main(root: str) -> int:
                 raise OSError("the object read back differs from the one written")
         finally:
             delete(key)
+            if "://" in root and fresh:
+                _drop_empty_prefix(root)
         made.clear()  # usable: the folders stay
         print(json.dumps({}))
     except Exception as exc:  # noqa: BLE001 - every failure becomes the one line
