@@ -160,7 +160,9 @@ def _probe(address: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 def probe_main(address: str) -> None:
-    """The probe's child process: one JSON line, then exit without Ray's C++ teardown."""
+    """The probe's child process: one JSON line, then exit without Ray's C++ teardown. An
+    alarm ends it even when the driver that waits for it is gone."""
+    signal.alarm(int(PROBE_TIMEOUT_S) + 5)
     try:
         from ray._raylet import GcsClient
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -257,7 +258,9 @@ def _drop_empty_prefix(uri: str) -> None:
 
 
 def probe_main(root: str) -> int:
-    """The probe's child process: prints one JSON line, {} or {"error": "..."}."""
+    """The probe's child process: prints one JSON line, {} or {"error": "..."}. An alarm
+    ends it even when the driver that waits for it is gone."""
+    signal.alarm(int(PROBE_TIMEOUT_S) + 5)
     made: list[Path] = []
     fresh = False
     try:
