@@ -230,6 +230,10 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
 def _start_embedded(common: dict[str, Any], kwargs: dict[str, Any], previous: Any) -> _Session:
     import ray
 
+    # Ray 2.60 turns token authentication on for a cluster ray.init starts (and writes
+    # ~/.ray/auth_token if missing), with a warning line; saying so up front keeps it quiet.
+    if "RAY_AUTH_MODE" not in os.environ:
+        _use_auth_mode("token")
     folder = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=_temp_base())
     # The watchdog first, so that even a driver killed while Ray starts leaves nothing.
     reaper = subprocess.Popen([sys.executable, "-I", REAPER, folder, str(os.getpid())],
