@@ -1,7 +1,7 @@
 """Batch sources for the trainer: one interface over in-memory tensors and ImageFolder.
 
 Small datasets live as one uint8 tensor on the training device and are augmented a
-whole batch at a time (DESIGN.md, Performance habits); ImageFolder goes through DataLoader
+whole batch at a time (docs/design.md, performance habits); ImageFolder goes through DataLoader
 workers (per-image crops, uint8) with the rest of Sec 2.1 batched on the device, or is
 decoded on the device (``harness.data.decode``). Every random draw comes from the generator
 the trainer passes in, so a checkpointed generator state resumes the exact same batches.

@@ -2,9 +2,13 @@
 
 The driver alone writes the store, one transaction per finished trial (a Tune callback),
 so killing the driver loses at most the trials still running, and the next run trains
-only what is missing. Each trial checkpoints every epoch under
-``<results>/checkpoints/<spec hash>/``; ``FailureConfig(max_failures)`` restarts a
-crashed trial and the trainer resumes it from that checkpoint.
+only what is missing. Everything a trial shares with the driver or with other trials lives
+in the run's storage (``harness.storage``: the results folder by default, else
+``--storage``, e.g. ``s3://bucket/prefix``): each trial checkpoints every epoch to
+``checkpoints/<spec hash>/ckpt.pt`` there, a student or transfer trial reads its teacher or
+backbone from there, and Ray Tune keeps its experiment state there. A trial's worker reaches
+those files only through the storage (``harness.workspace``), so ``FailureConfig(max_failures)``
+restarts a crashed trial on any node and it resumes from its stored checkpoint.
 """
 from __future__ import annotations
 
@@ -21,14 +25,15 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from harness import provenance
-from harness.atomic import atomic_write
+from harness import storage as st
 from harness.errors import HarnessError
 from harness.experiments import Plan
 from harness.estimate import longest_first, model_macs
 from harness.records import failed_record, trial_record
 from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
 from harness.store import DEFAULT_STORE, Store
-from harness.trial import TrainOptions
+from harness.trial import PATH_FIELDS, TrainOptions
+from harness.workspace import TrialFiles, Workspace
 
 
 @dataclass
@@ -38,6 +43,7 @@ class RunOptions:
 
     store: str = DEFAULT_STORE
     address: str | None = None  # join an existing Ray cluster; None = embedded local Ray
+    storage: str | None = None  # checkpoints, teachers, Tune state (harness.storage); None = results folder
     max_concurrent: int | None = None
     cpus_per_trial: float = 1
     gpus_per_trial: float | None = None  # None: 1 at the paper scale, 0.25 for miniatures, 0 on CPU
@@ -63,9 +69,6 @@ class RunSummary:
     concurrency: int = 1  # trials the cluster could run at once (Ray overhead = 1 - compute / (wall x this))
 
 
-ERROR_FILE = "error.txt"  # in the trial's checkpoint dir: the exception that ended its last attempt
-
-
 def trial_slots(cluster: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
                 workers: int = 1, max_concurrent: int | None = None) -> int:
     """How many trials fit on the cluster at once: its CPUs (and GPUs, when trials take
@@ -84,44 +87,46 @@ def results_dir(store_path: str) -> Path:
     return Path(store_path).resolve().parent
 
 
-def worker_config(spec: TrialSpec, opts: TrainOptions, log_path: Path, **extra: Any) -> dict[str, Any]:
-    """What travels to a Ray worker for one trial: the spec, the trainer's options (its
-    paths included; the log function stays behind) and where its log goes."""
-    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name != "log"}
+def run_storage(opts: RunOptions) -> st.Storage:
+    """The run's storage: ``--storage``, else the results folder beside the store (one machine)."""
+    return st.Storage.parse(opts.storage) if opts.storage else st.Storage.local(results_dir(opts.store))
+
+
+def worker_config(spec: TrialSpec, opts: TrainOptions, files: TrialFiles, **extra: Any) -> dict[str, Any]:
+    """What travels to a Ray worker for one trial: the spec, the trainer's options (the log
+    function and the driver's paths stay behind) and where its files live in the storage."""
+    options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
+               if f.name != "log" and f.name not in PATH_FIELDS}
     return {"spec": spec_to_dict(spec), "spec_hash": spec.hash, "options": options,
-            "log_path": str(log_path), **extra}
+            "files": files.to_dict(), **extra}
 
 
 def worker_trial(config: dict[str, Any], log: Callable[[str], None]) -> tuple[TrialSpec, TrainOptions]:
-    """The inverse of :func:`worker_config`, in the worker: the spec and its options."""
+    """The inverse of :func:`worker_config`, in the worker: the spec and its options (the
+    paths are the workspace's, see :class:`harness.workspace.Workspace`)."""
     return spec_from_dict(config["spec"]), TrainOptions(**config["options"], log=log)
 
 
-def _trial_body(config: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> None:
-    """One trial through the shared trainer; ``report`` sends epoch rows and the final result."""
+def _trial_body(config: dict[str, Any], report: Callable[[dict[str, Any]], None], rank: int = 0) -> None:
+    """One trial through the shared trainer; ``report`` sends epoch rows and the final result.
+    Its files come from, and go back to, the storage (``Workspace``), whichever node this is."""
     import ray
 
     from harness.trainer import run_trial
 
-    log_path = Path(config["log_path"])
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a") as fh:
-        def log(msg: str) -> None:
-            fh.write(msg + "\n")
-            fh.flush()
-
-        spec, opts = worker_trial(config, log)
-        log(f"== {spec.describe()} pid={os.getpid()} {provenance.utc_now()}")
-        error_file = Path(opts.checkpoint_dir) / ERROR_FILE
-        error_file.unlink(missing_ok=True)  # a message from an earlier attempt is stale
+    files = TrialFiles(**config["files"])
+    with Workspace(files, rank) as ws:
+        spec, opts = worker_trial(config, ws.log)
+        ws.log(f"== {spec.describe()} pid={os.getpid()} node={os.uname().nodename} {provenance.utc_now()}")
+        ws.clear_error()
         try:
-            result = run_trial(spec, opts, on_epoch=lambda row: report({**row, "final": False}))
+            result = run_trial(spec, ws.options(opts), on_epoch=lambda row: report({**row, "final": False}))
         except Exception as exc:  # recorded for the driver, then Tune sees the failure as usual
             msg = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:2000]
-            log(msg)
-            with atomic_write(error_file, "w") as out:
-                out.write(msg)
+            ws.log(msg)
+            ws.record_error(msg)
             raise
+        result.checkpoint = files.checkpoint if result.checkpoint else None  # the stored one
     report({**result.to_json(), "history_json": json.dumps(result.history), "final": True,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "node": os.uname().nodename, "node_id": ray.get_runtime_context().get_node_id()})
@@ -138,7 +143,7 @@ def ddp_worker(config: dict[str, Any]) -> None:
     """One of N Ray Train workers of a data-parallel trial (torch.distributed is set up)."""
     import ray.train
 
-    _trial_body(config, lambda metrics: ray.train.report(metrics))
+    _trial_body(config, lambda metrics: ray.train.report(metrics), ray.train.get_context().get_world_rank())
 
 
 def tune_ddp_driver(config: dict[str, Any]) -> None:
@@ -152,22 +157,30 @@ def tune_ddp_driver(config: dict[str, Any]) -> None:
     use_gpu = c["gpus"] > 0
     # --cpus-per-trial is the trial's total: split over its workers (2 workers fit 2 cores).
     per_worker = {"CPU": c["cpus"] / c["workers"], **({"GPU": c["gpus"]} if use_gpu else {})}
+    fs, ray_path = _tune_storage(c["ray_storage"])
     trainer = TorchTrainer(
         ddp_worker, train_loop_config=c,
         scaling_config=ScalingConfig(num_workers=c["workers"], use_gpu=use_gpu,
                                      resources_per_worker=per_worker),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=TrainRunConfig(name=f"{c['spec_hash']}-ddp", storage_path=c["ray_dir"],
-                                  callbacks=[TuneReportCallback()]))
+        run_config=TrainRunConfig(name=f"{c['spec_hash']}-ddp", storage_path=ray_path,
+                                  storage_filesystem=fs, callbacks=[TuneReportCallback()]))
     trainer.fit()
 
 
-def _error_text(checkpoint_dir: str) -> str | None:
-    """The one-line error the trial body wrote before failing (Tune's own error can be
+def _tune_storage(uri: str) -> tuple[Any, str]:
+    """Ray Tune's ``(storage_filesystem, storage_path)`` for a storage URI (local: no fs)."""
+    if st.local_path(uri) is not None:
+        return None, st.local_path(uri)
+    return st.filesystem(uri)
+
+
+def _error_text(files: dict[str, Any]) -> str | None:
+    """The one-line error the trial body stored before failing (Tune's own error can be
     missing, e.g. when the retry's actor died; it is also a long Ray traceback)."""
     try:
-        return (Path(checkpoint_dir) / ERROR_FILE).read_text().strip() or None
-    except OSError:
+        return (st.read_text(files["error"]) or "").strip() or None
+    except Exception:  # noqa: BLE001 - storage unreachable now: Tune's error is used instead
         return None
 
 
@@ -187,9 +200,11 @@ class StoreCallback(Callback):
     """
 
     def __init__(self, store: Store, specs: dict[str, TrialSpec], summary: RunSummary, git: str,
-                 macs: dict[str, int | None], log: Callable[[str], None], total_left: int) -> None:
+                 macs: dict[str, int | None], log: Callable[[str], None], total_left: int,
+                 log_copies: dict[str, tuple[str, Path]] | None = None) -> None:
         self._store, self.specs, self.summary, self.git = store, specs, summary, git
         self.macs, self.log, self.total_left = macs, log, total_left
+        self.log_copies = log_copies or {}  # object storage: hash -> (stored log, driver's copy)
         self.t0 = time.time()
         self.finished = 0
 
@@ -213,13 +228,14 @@ class StoreCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         spec = self.specs[trial.config["trial"]["spec_hash"]]
-        err = (_error_text(trial.config["trial"]["options"]["checkpoint_dir"]) or trial.get_error()
+        err = (_error_text(trial.config["trial"]["files"]) or trial.get_error()
                or "trial failed (no error text)")
         self._put(failed_record(spec, self.summary.run_id, str(err),
                                 started_at=trial.config["trial"]["started_at"], git_commit=self.git), trials)
 
     def _put(self, rec, trials) -> None:
         self._store.put_trial(rec)
+        self._fetch_log(rec.spec_hash)
         self.finished += 1
         s = self.summary
         setattr(s, rec.status, getattr(s, rec.status) + 1)
@@ -230,6 +246,19 @@ class StoreCallback(Callback):
         self.log(f"[{rec.status:8s}] {rec.row_label} / {rec.column_label} seed {rec.seed} "
                  f"top1={_fmt(rec.top1)} | done {s.done} failed {s.failed} diverged {s.diverged} "
                  f"skipped {s.skipped} running {running} left {left} | ETA {_eta(rate * left)}")
+
+
+    def _fetch_log(self, spec_hash: str) -> None:
+        """A copy of the trial's stored log in the driver's results/logs (best effort: the
+        stored one stays the reference)."""
+        if spec_hash not in self.log_copies:
+            return
+        uri, copy = self.log_copies[spec_hash]
+        try:
+            if st.exists(uri):
+                st.download(uri, copy)
+        except Exception as exc:  # noqa: BLE001 - a missing copy must not lose the stored result
+            self.log(f"could not copy the log of {spec_hash} from the storage: {type(exc).__name__}: {exc}")
 
 
 def _trial_name(trial: Any) -> str:
@@ -264,39 +293,60 @@ def _slots(plan: Plan, opts: RunOptions) -> int:
                        opts.workers_per_trial, opts.max_concurrent)
 
 
-def _dependency_ckpt(store: Store, dep: TrialSpec | None, role: str) -> str | None:
-    """The final checkpoint of a trial this one depends on (teacher, backbone)."""
+def dependency_checkpoint(store: Store, storage: st.Storage, dep: TrialSpec | None, role: str) -> str | None:
+    """Where a trial this one depends on (teacher, backbone) keeps its final checkpoint, as a
+    storage URI any node can read: the run's storage, else the path or URI its record names
+    (a local file is first copied into an object storage, so no worker reads a driver path)."""
     if dep is None:
         return None
     rec = store.get_trial(dep.hash)
-    if rec is None or rec.status != "done" or not rec.checkpoint or not Path(rec.checkpoint).exists():
+    if rec is None or rec.status != "done":
         why = "not trained" if rec is None else (rec.error or rec.status)
         raise HarnessError(f"{role} {dep.hash} unavailable: {why}")
-    return rec.checkpoint
+    target = storage.checkpoint(dep.hash)
+    try:
+        if st.exists(target):
+            return target
+        if rec.checkpoint and st.exists(rec.checkpoint):
+            if storage.is_local or st.local_path(rec.checkpoint) is None:
+                return rec.checkpoint
+            st.upload(Path(rec.checkpoint), target)  # stored by a local run: make it reachable
+            return target
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - storage errors: one line, the trial is failed
+        raise HarnessError(f"{role} {dep.hash} unavailable: {type(exc).__name__}: {exc}") from None
+    raise HarnessError(f"{role} {dep.hash} unavailable: no checkpoint at {target}"
+                       + (f" or {rec.checkpoint}" if rec.checkpoint and rec.checkpoint != target else ""))
 
 
 def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOptions,
-               summary: RunSummary, git: str, macs: dict[str, int | None]) -> None:
+               summary: RunSummary, git: str, macs: dict[str, int | None], storage: st.Storage,
+               marker_id: str | None) -> None:
     from ray import tune
 
     rdir = results_dir(opts.store)
-    configs, specs = [], {}
+    configs, specs, log_copies = [], {}, {}
     for spec in longest_first(plan, stage, macs):
         started = provenance.utc_now()
         try:
-            teacher = _dependency_ckpt(store, spec.teacher, "teacher")
-            backbone = _dependency_ckpt(store, spec.backbone, "backbone")
+            teacher = dependency_checkpoint(store, storage, spec.teacher, "teacher")
+            backbone = dependency_checkpoint(store, storage, spec.backbone, "backbone")
         except HarnessError as exc:
             store.put_trial(failed_record(spec, summary.run_id, str(exc), started_at=started, git_commit=git))
             summary.failed += 1
             continue
         specs[spec.hash] = spec
-        train = dataclasses.replace(opts.train, checkpoint_dir=str(rdir / "checkpoints" / spec.hash),
-                                    teacher_ckpt=teacher, backbone_ckpt=backbone,
-                                    threads=max(1, int(opts.cpus_per_trial / opts.workers_per_trial)))
-        configs.append(worker_config(spec, train, rdir / "logs" / f"{spec.hash}.log",
-                                     started_at=started, cpus=opts.cpus_per_trial,
-                                     workers=opts.workers_per_trial, ray_dir=str(rdir / "ray")))
+        files = TrialFiles.of(storage, spec.hash, teacher=teacher, backbone=backbone, marker_id=marker_id)
+        if not storage.is_local:
+            log_copies[spec.hash] = (files.log, rdir / "logs" / f"{spec.hash}.log")
+        threads = max(1, int(opts.cpus_per_trial / opts.workers_per_trial))
+        # ImageFolder loader workers: the trial's own CPUs less the training thread, not every
+        # core of the node (eight trials on a node would each take them all)
+        workers = opts.train.loader_workers if opts.train.loader_workers is not None else threads - 1
+        train = dataclasses.replace(opts.train, threads=threads, loader_workers=workers)
+        configs.append(worker_config(spec, train, files, started_at=started, cpus=opts.cpus_per_trial,
+                                     workers=opts.workers_per_trial, ray_storage=storage.ray()))
     if not configs:
         return
     res = _resources(plan, opts)
@@ -304,7 +354,8 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
         c["gpus"] = res["gpu"]
     ddp = opts.workers_per_trial > 1
     trainable = tune.with_resources(tune_ddp_driver, {"cpu": 0.01}) if ddp else tune.with_resources(tune_trainable, res)
-    cb = StoreCallback(store, specs, summary, git, macs, opts.log, len(configs))
+    cb = StoreCallback(store, specs, summary, git, macs, opts.log, len(configs), log_copies)
+    fs, ray_path = _tune_storage(storage.ray())
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(configs)},
@@ -312,42 +363,51 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
                                     trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=f"{plan.experiment.name}-{summary.run_id}",
-                                  storage_path=str(rdir / "ray"), verbose=0, callbacks=[cb],
+                                  storage_path=ray_path, storage_filesystem=fs, verbose=0, callbacks=[cb],
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
     )
     tuner.fit()
 
 
 def run_plan(plan: Plan, opts: RunOptions, argv: list[str] | None = None) -> RunSummary:
-    """Train every missing trial of the plan; stored trials are skipped, never retrained."""
+    """Train every missing trial of the plan; stored trials are skipped, never retrained.
+
+    The storage is probed and the cluster joined (or started) before the run is recorded,
+    so a bad --storage or --address leaves the store as it was."""
     from harness.ray_env import init_ray, shutdown_ray
 
     t0 = time.time()
     summary = RunSummary(run_id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
                          table=plan.experiment.name, scale=plan.scale.name)
     git = provenance.git_commit()
+    storage = run_storage(opts)
+    if opts.storage:
+        st.probe(storage)
     with Store(opts.store) as store:
-        store.start_run(summary.run_id, plan.experiment.name, plan.scale.name,
-                        " ".join(argv or []), git)
         all_trials = plan.all_trials()
         summary.trials = len(all_trials)
         done = store.done_hashes([t.hash for t in all_trials])
         todo = [[t for t in stage if t.hash not in done] for stage in plan.stages()]
         summary.skipped = sum(len(s) for s in plan.stages()) - sum(len(s) for s in todo)
-        opts.log(f"{plan.experiment.name} @ {plan.scale.name}: {summary.trials} trials, "
-                 f"{summary.skipped} already stored, {sum(map(len, todo))} to train")
         if any(todo):
             init_ray(opts.address, **opts.ray_init_kwargs)
-            try:
+        try:
+            store.start_run(summary.run_id, plan.experiment.name, plan.scale.name,
+                            " ".join(argv or []), git)
+            opts.log(f"{plan.experiment.name} @ {plan.scale.name}: {summary.trials} trials, "
+                     f"{summary.skipped} already stored, {sum(map(len, todo))} to train"
+                     + ("" if storage.is_local and not opts.storage else f"; storage {storage}"))
+            if any(todo):
+                marker_id = storage.ensure_marker()
                 macs = model_macs(plan)
                 summary.concurrency = _slots(plan, opts)
                 for stage in todo:
                     if stage:
-                        _run_stage(stage, store, plan, opts, summary, git, macs)
-            finally:
-                if not opts.address:
-                    shutdown_ray()
-        summary.wall_s = time.time() - t0
-        store.finish_run(summary.run_id, summary.trials, summary.done + summary.skipped,
-                         summary.failed, summary.skipped)
+                        _run_stage(stage, store, plan, opts, summary, git, macs, storage, marker_id)
+            summary.wall_s = time.time() - t0
+            store.finish_run(summary.run_id, summary.trials, summary.done + summary.skipped,
+                             summary.failed, summary.skipped)
+        finally:
+            if any(todo) and not opts.address:
+                shutdown_ray()
     return summary

@@ -1,13 +1,14 @@
-"""Provenance of a result: versions, git commit, device, timestamps (DESIGN.md, Results)."""
+"""Provenance of a result: versions, git commit, device (harness/machine.py), timestamps (docs/design.md)."""
 from __future__ import annotations
 
 import datetime as _dt
-import platform
 import subprocess
 from pathlib import Path
 
 import torch
 import torchvision
+
+from harness import machine
 
 
 def utc_now() -> str:
@@ -37,11 +38,11 @@ def ray_version() -> str | None:
 
 
 def device_name(device: torch.device) -> str:
-    """'cuda:NVIDIA H100 80GB HBM3' or 'cpu:<processor> x<threads>'."""
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    proc = platform.processor() or platform.machine()
-    return f"cpu:{proc} x{torch.get_num_threads()}"
+    """The hardware class and precision policy a trial ran under (harness/machine.py): for a
+    CPU its model, the ISA features that change kernels and the threads; for a GPU the card,
+    driver, CUDA and cuDNN; then the TF32/oneDNN policy. The gate compares speed only within
+    one class and accuracy only at one effective precision."""
+    return machine.device_label(device)
 
 
 def recorded_precision(precision: str, device: torch.device, tf32: bool) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.experiments import Experiment
 from harness.scales import SCALES
+from harness.storage import STORAGE_ENV, Storage, probe
 from harness.store import DEFAULT_STORE
 from harness.trial import TrainOptions
 
@@ -78,6 +80,11 @@ def cluster_args(p: argparse.ArgumentParser) -> None:
                    "Default: --gpus-per-trial when it is above 1, else 1")
     p.add_argument("--max-failures", type=integer(0), default=2,
                    help="retries of a crashed trial (from its checkpoint)")
+    p.add_argument("--storage", default=os.environ.get(STORAGE_ENV) or None, metavar="URI",
+                   help="where checkpoints, teachers/backbones and Ray Tune's state live: a path every "
+                   "node mounts, or s3://BUCKET/PREFIX[?endpoint_override=HOST:PORT&scheme=http], gs://... "
+                   f"(default ${STORAGE_ENV}, else the results folder beside --store: one machine); "
+                   "see docs/cluster.md")
 
 
 def loading_args(p: argparse.ArgumentParser) -> None:
@@ -142,10 +149,22 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     from harness.orchestrator import RunOptions  # Ray: only commands that train need it
 
     workers, gpus = _workers(args)
-    return RunOptions(store=args.store, address=args.address, max_concurrent=args.max_concurrent,
+    return RunOptions(store=args.store, address=args.address, storage=storage(args),
+                      max_concurrent=args.max_concurrent,
                       cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
                       workers_per_trial=workers, max_failures=args.max_failures,
                       train=train_options(args))
+
+
+def storage(args: argparse.Namespace) -> str | None:
+    """--storage, checked for its form (a one-line error names a malformed one); None: default."""
+    return Storage.parse(args.storage).root if args.storage else None
+
+
+def check_storage(args: argparse.Namespace) -> None:
+    """Probe --storage (write, read, delete a small object) before anything is written."""
+    if args.storage:
+        probe(Storage.parse(args.storage))
 
 
 def _workers(args: argparse.Namespace) -> tuple[int, float | None]:

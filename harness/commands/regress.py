@@ -11,11 +11,15 @@ Exit 0: pass (also when checks stayed undecided: they are listed), 1: regression
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 
-from harness.commands.args import (DEFAULT_STORE, cluster_args, emit_json, integer, json_arg,
+from harness.commands.args import (DEFAULT_STORE, check_storage, cluster_args, emit_json, integer, json_arg,
                                    loading_args, run_options, seeds_args, table_args)
 from harness.commands.baseline import build_plan
+from harness.ray_env import check_address
+from harness.storage import Storage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +65,10 @@ def gate_args(p: argparse.ArgumentParser) -> None:
                    help="do not append this run to the store's gate_history")
 
 
+def _fresh_prefix(storage: str) -> str:
+    return Storage.parse(storage).uri(f"regress-rerun-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
 def cmd_regress(args: argparse.Namespace) -> int:
     from harness.regress import EXIT_PASS, GateOptions, regress, resolve_baseline  # pandas, tabulate
 
@@ -73,6 +81,12 @@ def cmd_regress(args: argparse.Namespace) -> int:
     gate = GateOptions(rerun_undecided=args.rerun_undecided, budget=args.budget,
                        max_seeds=args.max_seeds, strict_determinism=args.strict_determinism,
                        machine=args.machine, history=not args.no_history)
+    if opts is not None:
+        if args.address:
+            check_address(args.address)  # unreachable or refusing cluster: one line, exit 2
+        check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
+        if args.rerun and opts.storage:  # nothing reused: a fresh prefix, like the fresh store
+            opts = dataclasses.replace(opts, storage=_fresh_prefix(opts.storage))
     result = regress(plan, baseline, store=args.store, rerun=args.rerun, no_train=args.no_train,
                      run_options=opts, options=gate)
     if result.exit_code != EXIT_PASS:

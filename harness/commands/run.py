@@ -5,8 +5,8 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from harness.commands.args import (cluster_args, dataset, decisive_args, emit_json, json_arg,
-                                   loading_args, looks, run_options, seeds_args, table_args)
+from harness.commands.args import (check_storage, cluster_args, dataset, decisive_args, emit_json,
+                                   json_arg, loading_args, looks, run_options, seeds_args, table_args)
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
 from harness.experiments.decompose import decompose_experiment
@@ -103,6 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.orchestrator import run_plan  # Ray
     from harness.store import Store  # pandas
 
+    check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     if rule is not None:
         return _run_decisive(args, exp, scale, rule, budget)
