@@ -144,6 +144,15 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}: {n}" for k, n in counts.items()) or "none"
 
 
+def _seeds_text(data: ReportData) -> str:
+    """'seeds 0, 1 per cell', or for an adaptive run the range of seeds the cells reached."""
+    if data.looks is None:
+        return f"seeds {', '.join(map(str, data.plan.seeds))} per cell"
+    n = [len(specs) for specs in data.plan.trials.values()]
+    return (f"{min(n)} to {max(n)} seeds per cell (seeds 0, 1, ... in order), added wave by wave "
+            "where a verdict was undecided (`--until-decisive`)")
+
+
 def _figure_md(fig: Figure, rel: str) -> list[str]:
     out = [f"### {fig.title}", ""]
     if fig.path is not None:
@@ -173,7 +182,7 @@ def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figur
     lines = [f"<!-- {SUMMARY_TAG} {json.dumps(summary(data, verdicts), sort_keys=True)} -->",
              f"# {exp.title}", "",
              f"Experiment `{exp.name}`" + (f" (paper {exp.paper_table})" if exp.paper_table else "")
-             + f" at the **{scale.name}** scale; seeds {', '.join(map(str, data.plan.seeds))} per cell"
+             + f" at the **{scale.name}** scale; {_seeds_text(data)}"
              + (f"; source `{_rel(exp.source)}`" if exp.source else "") + ".", ""]
     lines += ["## Scale and deviations from the paper", "",
               f"Scale `{scale.name}`: dataset {scale.dataset}, {scale.image_size}px training crops, "
