@@ -58,6 +58,9 @@ class _Sharded:
         return t[self.rank::self.world] if self.world > 1 else t
 
 
+TRAIN_EVAL_IMAGES = 10_000  # training images scored for a trial's training accuracy
+
+
 @dataclass
 class InMemoryBatches(_Sharded):
     """uint8 tensors on the device; batched augmentation (Sec 2.1) with no per-image loop."""
@@ -95,6 +98,16 @@ class InMemoryBatches(_Sharded):
             y = self._rows(self.yt[s:s + self.eval_batch_size])
             if len(y):  # a worker's share of a short last batch may be empty
                 yield eval_batch(self._rows(self.xt[s:s + self.eval_batch_size]), self.aug), y
+
+    def train_eval_batches(self, limit: int = TRAIN_EVAL_IMAGES) -> Iterator[Batch]:
+        """The first ``limit`` training images under the evaluation transform: the training
+        accuracy that tells an underfit run (train ~ test) from a fitted one."""
+        n = min(limit, len(self.y))
+        for s in range(0, n, self.eval_batch_size):
+            e = min(s + self.eval_batch_size, n)
+            y = self._rows(self.y[s:e])
+            if len(y):
+                yield eval_batch(self._rows(self.x[s:e]), self.aug), y
 
 
 @dataclass

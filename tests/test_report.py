@@ -458,3 +458,52 @@ def test_transfer_report_has_task_metric_deltas(tmp_path):
     half = t.ppf(0.975, df) * sd
     assert row[4] == f"+1.01 [{1.01 - half:+.2f}, {1.01 + half:+.2f}]" and row[6] == "+0.45"
     assert row[7] == ("reproduced" if 1.01 - half > 0 else "undecided")
+
+
+def test_regime_section_from_stored_training_accuracy(tmp_path):
+    """Cells whose trials stored a training top-1 show train / test (gap) averaged by hand;
+    a report without any shows no regime section."""
+    exp = load_experiment("paper_table6")
+    plan = make_plan(exp, SMOKE, seeds=2)
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        for spec in plan.teachers:
+            st.put_trial(record(spec, top1=50.0, top5=90.0))
+        for (row, col), specs in plan.trials.items():
+            for spec in specs:
+                extra = {"metrics": {"train_top1": 90.0 + spec.seed}} if row == "Efficient" else {}
+                st.put_trial(record(spec, top1=80.0 + 2 * spec.seed, top5=95.0, **extra))
+    text = write_report(exp, SMOKE, str(path), out_dir=tmp_path / "r", figures=False).read_text()
+    table = md_table(text, "## Regime: training vs test top-1")
+    eff = next(r for r in table if r[0] == "Efficient")
+    assert eff[1] == "90.50 / 81.00 (+9.50, n=2)"  # (90 + 91) / 2 vs (80 + 82) / 2
+    assert next(r for r in table if r[0] == "+ cosine decay")[1] == "—"
+    bare, _ = table6_store(tmp_path / "bare")
+    assert "## Regime" not in write_report(exp, SMOKE, str(bare), out_dir=tmp_path / "r2",
+                                           figures=False).read_text()
+
+
+def test_trial_stores_its_training_accuracy(tmp_path):
+    """A smoke classification trial stores train_top1: top-1 on its training images under the
+    evaluation transform, recomputed here from the saved checkpoint; its test top-1 is the
+    same as a trial's that did not compute it would be (no random draw is spent)."""
+    import torch
+
+    from harness.batches import make_batches
+    from harness.recipe import named_recipe
+    from harness.spec import TrialSpec
+    from harness.trainer import TrainOptions, run_trial
+    from harness.trial import load_classifier
+
+    spec = TrialSpec("resnet18", named_recipe("baseline"), "smoke", 0)
+    res = run_trial(spec, TrainOptions(threads=1, checkpoint_dir=str(tmp_path), log=lambda m: None))
+    assert res.status == "done" and 0 <= res.metrics["train_top1"] <= 100
+    model = load_classifier(str(tmp_path / "ckpt.pt"), torch.device("cpu"))
+    batches = make_batches(spec.dataset, SMOKE, 16, torch.device("cpu"), 0)
+    hit = n = 0
+    with torch.no_grad():
+        for x, y in batches.train_eval_batches():
+            hit += int((model(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).sum())
+            n += len(y)
+    assert n == min(10_000, len(batches.y))
+    assert res.metrics["train_top1"] == pytest.approx(100.0 * hit / n, abs=1e-9)

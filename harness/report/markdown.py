@@ -26,6 +26,7 @@ from harness.report.tables import (
     metric_table,
     noise_table,
     not_done_table,
+    regime_table,
     speed_table,
     trick_table,
 )
@@ -199,6 +200,14 @@ def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figur
               "finish.", ""]
     for metric in exp.metrics:
         lines += [f"### {METRIC_NAMES.get(metric, metric)}", "", metric_table(data, metric), ""]
+    regime = regime_table(data) if exp.kind == "classification" else None
+    if regime:
+        lines += ["## Regime: training vs test top-1", "",
+                  "Top-1 on the first 10,000 training images (evaluation transform, the trained "
+                  "model) / on the test set (gap). A gap near 0 is an underfit model, the regime "
+                  "in which regularisers (label smoothing, mixup, the flip) cost accuracy; the "
+                  "paper's 120-epoch ImageNet ResNet-50 fits its training set well above its "
+                  "validation accuracy.", "", regime, ""]
     speed = speed_table(data)
     if speed:
         lines += ["## Training speed: Baseline vs Efficient", "",

@@ -365,6 +365,29 @@ def trick_table(v: TrickVerdicts, label: str = "top-1") -> str:
                      "verdict", "MDE (80%)"], rows)
 
 
+def regime_table(data: ReportData) -> str | None:
+    """Per cell: mean top-1 on training images (eval transform) and on the test set, and the
+    gap, over the seeds that stored both; None when no trial stored a training top-1."""
+    rows, any_stored = [], False
+    for row in data.exp.rows:
+        line = [row.label]
+        for col in data.exp.columns:
+            cell = data.cells[(row.label, col.label)]
+            train, test = cell.values("train_top1"), cell.values("top1")
+            seeds = sorted(set(train) & set(test))
+            if not seeds:
+                line.append("—")
+                continue
+            any_stored = True
+            tr = sum(train[s] for s in seeds) / len(seeds)
+            te = sum(test[s] for s in seeds) / len(seeds)
+            line.append(f"{tr:.2f} / {te:.2f} ({tr - te:+.2f}, n={len(seeds)})")
+        rows.append(line)
+    if not any_stored:
+        return None
+    return md_table([""] + [c.label for c in data.exp.columns], rows)
+
+
 def noise_table(v: TrickVerdicts) -> str:
     rows = [[col, "—" if not finite(n.sd) else f"{n.sd:.2f}", n.df, n.n_cells, n.n]
             for col, n in v.noise.items()]

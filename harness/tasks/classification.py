@@ -135,16 +135,17 @@ def train_step(ctx: StepContext, it: int, x: torch.Tensor, y: torch.Tensor) -> t
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: BatchSource, precision: str,
              device: torch.device, channels_last: bool,
-             gaps: list[torch.Tensor] | None = None) -> tuple[float, float]:
+             gaps: list[torch.Tensor] | None = None, split: str = "test") -> tuple[float, float]:
     """Top-1 and top-5 accuracy (percent) on the test/val split. With ``gaps``, each test
     image's logit gap (max logit - mean of the others, Sec 5.2's Figure 4) is appended.
-    Data-parallel: each worker scores its shard of the split; counts and gaps are gathered."""
+    Data-parallel: each worker scores its shard of the split; counts and gaps are gathered.
+    ``split="train"``: the source's training images under the evaluation transform."""
     model = for_evaluation(model)
     model.eval()
     correct1 = torch.zeros((), device=device)
     correct5 = torch.zeros((), device=device)
     n = 0
-    for x, y in batches.eval_batches():
+    for x, y in (batches.eval_batches() if split == "test" else batches.train_eval_batches()):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(precision, device.type):
@@ -239,6 +240,7 @@ class ClassificationTask:
         self.iters_per_epoch = batches.iters_per_epoch
         self.epochs = scale.epochs(spec.recipe)
         self._gaps: dict[str, Any] | None = None
+        self._train_top1: float | None = None  # top-1 on training images (eval transform)
         model.train()
 
     def result(self) -> TrialResult:
@@ -265,6 +267,10 @@ class ClassificationTask:
                               self.spec.recipe.channels_last, gaps)
         if gaps is not None:
             self._gaps = logit_gap_summary(gaps, self.ctx.num_classes)
+            if hasattr(self.batches, "train_eval_batches"):  # in-memory data: the regime
+                self._train_top1 = evaluate(self.ctx.model, self.batches, self.ctx.precision,
+                                            self.device, self.spec.recipe.channels_last,
+                                            split="train")[0]
         return {"top1": top1, "top5": top5}
 
     def finish(self, result: TrialResult) -> None:
@@ -272,6 +278,8 @@ class ClassificationTask:
             self.evaluate(self.epochs - 1)  # resumed after its last epoch: the saved model
         if result.status == "done" and self._gaps is not None:
             result.metrics["logit_gap"] = self._gaps
+        if result.status == "done" and self._train_top1 is not None:
+            result.metrics["train_top1"] = self._train_top1
 
     def state_dict(self) -> dict[str, Any]:
         c = self.ctx
