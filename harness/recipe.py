@@ -79,13 +79,19 @@ class Recipe:
         _check(self.epochs > 0, "epochs", self.epochs, "a number > 0")
         _check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", self.warmup_epochs,
                f"[0, epochs={self.epochs})")
-        _check(all(0 < m < self.epochs for m in self.step_milestones), "step_milestones",
-               self.step_milestones, f"values in (0, epochs={self.epochs})")
-        _check(0 < self.step_gamma <= 1, "step_gamma", self.step_gamma, "(0, 1]")
+        # options a recipe does not use are not held against it (milestones under cosine,
+        # mixup's alpha without mixup, ...): they change nothing the trial computes
+        if self.lr_schedule == "step":
+            _check(all(0 < m < self.epochs for m in self.step_milestones), "step_milestones",
+                   self.step_milestones, f"values in (0, epochs={self.epochs}) for the step "
+                   "schedule (set step_milestones, or epochs)")
+            _check(0 < self.step_gamma <= 1, "step_gamma", self.step_gamma, "(0, 1]")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "[0, 1)")
-        _check(self.mixup_alpha > 0, "mixup_alpha", self.mixup_alpha, "a number > 0")
-        _check(self.distill_temperature > 0, "distill_temperature", self.distill_temperature,
-               "a number > 0")
+        if self.mixup:
+            _check(self.mixup_alpha > 0, "mixup_alpha", self.mixup_alpha, "a number > 0")
+        if self.distill:
+            _check(self.distill_temperature > 0, "distill_temperature", self.distill_temperature,
+                   "a number > 0")
         for name, choices in (("lr_schedule", SCHEDULES), ("precision", PRECISIONS),
                               ("label_smoothing_form", SMOOTHING_FORMS),
                               ("distill_form", DISTILL_FORMS), ("optimizer", OPTIMIZERS),

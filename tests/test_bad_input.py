@@ -82,9 +82,21 @@ def test_out_of_range_recipe_value_names_the_key(data, key):
     gamma outside (0, 1]; NaN anywhere -> HarnessError whose message names the key, the bad
     value and the valid range."""
     value = data.draw(BAD_VALUES[key])
+    uses = {"mixup_alpha": {"mixup": True}, "distill_temperature": {"distill": True}}.get(key, {})
     with pytest.raises(HarnessError) as exc:
-        Recipe.from_dict({key: value}).validate()
+        Recipe.from_dict({key: value, **uses}).validate()
     assert_names_value_and_choices(str(exc.value), f"{key}={value!r}", [VALID_RANGES[key]])
+
+
+def test_options_a_recipe_does_not_use_are_not_held_against_it():
+    """Issue 22: a cosine recipe over 1 epoch keeps the default step milestones (30, 60, 90)
+    and validates; mixup's alpha and the distillation temperature are checked only when the
+    recipe mixes or distills; a step schedule still refuses milestones past its epochs and
+    says which keys to change."""
+    Recipe.from_dict({"lr_schedule": "cosine", "epochs": 1}).validate()
+    Recipe.from_dict({"mixup_alpha": 0.0, "distill_temperature": -1.0}).validate()
+    with pytest.raises(HarnessError, match=r"step_milestones=.*set step_milestones, or epochs"):
+        Recipe.from_dict({"epochs": 1}).validate()
 
 
 @SETTINGS
@@ -143,7 +155,7 @@ def test_wrong_type_names_the_key(data, key):
     ("base_lr=0", "base_lr=0.0", ["> 0"]),
     ("label_smoothing=1.0", "label_smoothing=1.0", ["[0, 1)"]),
     ("label_smoothing=-0.1", "label_smoothing=-0.1", ["[0, 1)"]),
-    ("mixup_alpha=0", "mixup_alpha=0.0", ["> 0"]),
+    ("step_gamma=0", "step_gamma=0.0", ["(0, 1]"]),
     ("batch_size=0", "batch_size=0", ["integer >= 1"]),
     ("batch_size=1.5", "batch_size='1.5'", ["type int"]),
     ("no_such_knob=1", "'no_such_knob'", sorted(FIELDS)),

@@ -192,7 +192,7 @@ def test_tables_share_trials_by_hash():
 
 @pytest.mark.parametrize("changes", [
     {"base_lr": 0}, {"base_lr": -0.1}, {"label_smoothing": 1.0}, {"label_smoothing": -0.1},
-    {"mixup_alpha": 0}, {"batch_size": 0}, {"epochs": 0}, {"warmup_epochs": 200},
+    {"mixup_alpha": 0, "mixup": True}, {"batch_size": 0}, {"epochs": 0}, {"warmup_epochs": 200},
     {"precision": "fp8"}, {"lr_schedule": "linear"},
 ])
 def test_bad_recipe_values_are_refused(changes):
