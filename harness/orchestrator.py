@@ -67,6 +67,7 @@ class RunSummary:
     wall_s: float = 0.0
     compute_s: float = 0.0  # sum of the trials' own wall time
     concurrency: int = 1  # trials the cluster could run at once (Ray overhead = 1 - compute / (wall x this))
+    started: float = field(default_factory=time.time)  # the run's start (epoch seconds), for its ETA
 
 
 def trial_slots(cluster: dict[str, float], cpus_per_trial: float, gpus_per_trial: float,
@@ -200,12 +201,11 @@ class StoreCallback(Callback):
     """
 
     def __init__(self, store: Store, specs: dict[str, TrialSpec], summary: RunSummary, git: str,
-                 macs: dict[str, int | None], log: Callable[[str], None], total_left: int,
+                 macs: dict[str, int | None], log: Callable[[str], None],
                  log_copies: dict[str, tuple[str, Path]] | None = None) -> None:
         self._store, self.specs, self.summary, self.git = store, specs, summary, git
-        self.macs, self.log, self.total_left = macs, log, total_left
+        self.macs, self.log = macs, log
         self.log_copies = log_copies or {}  # object storage: hash -> (stored log, driver's copy)
-        self.t0 = time.time()
         self.finished = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -241,8 +241,10 @@ class StoreCallback(Callback):
         setattr(s, rec.status, getattr(s, rec.status) + 1)
         s.compute_s += rec.wall_s or 0.0
         running = sum(1 for t in trials if t.status == "RUNNING")
-        left = self.total_left - self.finished
-        rate = (time.time() - self.t0) / self.finished
+        # the ETA covers the whole plan, every stage, at the run's rate so far
+        ended = s.done + s.failed + s.diverged
+        left = max(0, s.trials - s.skipped - ended)
+        rate = (time.time() - s.started) / max(1, ended)
         self.log(f"[{rec.status:8s}] {rec.row_label} / {rec.column_label} seed {rec.seed} "
                  f"top1={_fmt(rec.top1)} | done {s.done} failed {s.failed} diverged {s.diverged} "
                  f"skipped {s.skipped} running {running} left {left} | ETA {_eta(rate * left)}")
@@ -354,7 +356,7 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
         c["gpus"] = res["gpu"]
     ddp = opts.workers_per_trial > 1
     trainable = tune.with_resources(tune_ddp_driver, {"cpu": 0.01}) if ddp else tune.with_resources(tune_trainable, res)
-    cb = StoreCallback(store, specs, summary, git, macs, opts.log, len(configs), log_copies)
+    cb = StoreCallback(store, specs, summary, git, macs, opts.log, log_copies)
     fs, ray_path = _tune_storage(storage.ray())
     tuner = tune.Tuner(
         trainable,
