@@ -181,3 +181,22 @@ class KillAfterCheckpoint:
         os.write(fd, f"pid {os.getpid()} killed after epoch {self.epoch}\n".encode())
         os.close(fd)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# A driver script: harness.cli.main as `python -m harness` runs it, with this gate installed in
+# its embedded cluster's workers (one keyword added to the harness's init_ray). Format it with
+# ``tests`` (this folder) and ``gate`` (the gate folder); everything else is the real command.
+GATED_DRIVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import harness.ray_env
+import ray_gate
+real_init_ray = harness.ray_env.init_ray
+def init_ray(address, **kwargs):
+    kwargs.setdefault("runtime_env", ray_gate.runtime_env(Path({gate!r})))
+    return real_init_ray(address, **kwargs)
+harness.ray_env.init_ray = init_ray
+from harness.cli import main
+sys.exit(main(sys.argv[1:]))
+"""

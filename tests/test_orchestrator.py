@@ -47,20 +47,7 @@ def _stored(store: Path) -> dict[str, str]:
 # The first run's driver: harness.cli.main, as ``python -m harness`` runs it, with the test
 # gate of tests/ray_gate.py installed in its embedded Ray's workers (one keyword added to the
 # harness's init_ray). Everything else is the real command.
-GATED_DRIVER = """
-import sys
-from pathlib import Path
-sys.path.insert(0, {tests!r})
-import harness.ray_env
-import ray_gate
-real_init_ray = harness.ray_env.init_ray
-def init_ray(address, **kwargs):
-    kwargs.setdefault("runtime_env", ray_gate.runtime_env(Path({gate!r})))
-    return real_init_ray(address, **kwargs)
-harness.ray_env.init_ray = init_ray
-from harness.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+from ray_gate import GATED_DRIVER  # noqa: E402  (one copy, in tests/ray_gate.py)
 KILLED_AFTER = 3  # trials stored when the driver is killed
 
 
