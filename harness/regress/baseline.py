@@ -1,7 +1,8 @@
 """Regression baselines: a table's stored results frozen into one JSON file.
 
 ``results/baselines/<table>-<scale>[-<name>].json`` holds, per cell (row, column), every
-seed's top-1/top-5 (and a transfer table's own metric), training images/s (the trial's mean
+seed's top-1/top-5 (and a transfer table's own metric), the mean logit gap (the gate's
+mechanism metric), training images/s (the trial's mean
 and each epoch's), device, precision, torch version and spec hash, plus provenance (git
 commit, library versions, date, scale, store path).
 ``harness regress`` compares a new run with it: :func:`read_cells` gives today's trials in
@@ -31,7 +32,7 @@ from harness import provenance
 from harness.atomic import atomic_write
 from harness.errors import HarnessError
 from harness.experiments import Experiment, Plan, paper_tables
-from harness.metrics import main_metric
+from harness.metrics import main_metric, number
 from harness.regress.comparison import Key, cell_device
 from harness.regress.identity import identity
 from harness.store import DEFAULT_STORE
@@ -96,7 +97,17 @@ def seed_entry(spec: TrialSpec, rec: TrialRecord | None, metric: str = "top1",
              "torch_version": rec.torch_version if rec is not None else None}
     if metric != "top1":
         entry[metric] = value(metric)
+    gap = logit_gap_mean(rec) if rec is not None else None
+    if gap is not None:
+        entry["logit_gap"] = gap
     return entry
+
+
+def logit_gap_mean(rec: TrialRecord) -> float | None:
+    """The trial's mean logit gap (Sec 5.2, Figure 4; classification trials store it in
+    ``metrics``): the gate's mechanism metric for label smoothing, mixup and distillation."""
+    gap = (rec.metrics or {}).get("logit_gap")
+    return number(gap.get("mean")) if isinstance(gap, dict) else None
 
 
 def _epoch_speeds(store: Store, hashes: list[str]) -> dict[str, list[float]]:

@@ -12,6 +12,16 @@ shared :mod:`harness.statistics` module:
 * ``trick``: how much of a trick's delta (row minus its parent row) was lost, per model
   ``(row - parent)_base - (row - parent)_now``, pooled over the models the same way: a trick
   that silently stops working leaves its row equal to its parent;
+* ``mechanism``: how much of a trick's delta on a quantity that shows its *mechanism* was
+  lost, ``(row - parent)_base - (row - parent)_now`` as a fraction of the baseline's delta,
+  pooled over the models. The quantity is the mean logit gap of Sec 5.2 / Figure 4 (label
+  smoothing shrinks it several-fold; mixup and distillation soften the logits too): a trick
+  that stops working shows there even where the proxy's accuracy cannot see it (at
+  ``local``, label smoothing and mixup cost top-1, so switching them off raises it). Only a
+  trick whose baseline delta is clear (``|t| >= MECHANISM_MIN_T`` on that model) is checked;
+  each cell's seed SD is its own (the gap's noise differs several-fold between cells with and
+  without label smoothing), pooled within the cell over both sides, Welch-Satterthwaite df;
+  the floor is ``MECHANISM_FLOOR`` of the baseline's delta;
 * ``speed``: a cell's training images/s, one value a trial (the mean of its epochs: on a
   shared CPU the epochs of one trial share its neighbours, so they are not independent
   repeats), two-sided Mann-Whitney (:func:`speed_change`) halved in the direction of a
@@ -39,14 +49,17 @@ from typing import Any
 
 from harness.statistics import (Drop, Interval, Noise, diff_interval, family_wise, interval_at,
                                 nominal_level, one_sided_drop, pooled_effect, pooled_noise,
-                                speed_change, spending_bounds)
+                                satterthwaite, speed_change, spending_bounds, within_sd)
 
 __all__ = ["FAMILY_METHOD", "Check", "Looks", "cell_check", "model_check", "trick_check",
-           "speed_check", "decide", "column_noise"]
+           "mechanism_check", "speed_check", "decide", "column_noise", "MECHANISM_MIN_T",
+           "MECHANISM_FLOOR"]
 
 FAMILY_METHOD = "holm"  # statsmodels multipletests' name; Holm (1979) step-down
 SPENDING = "pocock"  # Lan-DeMets Pocock-type: most of alpha stays with the first look
 MIN_SPEED_RUNS = 3  # repeats a side before speed is tested at all
+MECHANISM_MIN_T = 5.0  # a trick's baseline delta on its mechanism metric must be this clear
+MECHANISM_FLOOR = 0.5  # ... and at least this fraction of it lost to fail
 NEVER = 100.0  # a floor of 100 points cannot be crossed: the check does not gate (smoke)
 
 Values = Mapping[int, float]  # seed -> value
@@ -227,6 +240,47 @@ def trick_check(row: str, parent: str, metric: str,
     chk.now = pooled_effect(now_d).mean
     chk.note = f"delta over '{parent}', pooled over {len(lost)} model(s)"
     chk.n_base, chk.n_now = len(lost), len(lost)
+    return chk
+
+
+def _kept_fraction(rb: Values, pb: Values, rn: Values, pn: Values) -> Interval | None:
+    """``delta_now / delta_base - 1`` (0: the mechanism as in the baseline, -1: gone) of one
+    model, with each cell's own within-side SD; None unless the baseline's delta is clear."""
+    sr, dfr = within_sd(list(rb.values()), list(rn.values()))
+    sp, dfp = within_sd(list(pb.values()), list(pn.values()))
+    if not (dfr > 0 and dfp > 0 and math.isfinite(sr) and math.isfinite(sp)):
+        return None
+    d_base = _mean(list(rb.values())) - _mean(list(pb.values()))
+    d_now = _mean(list(rn.values())) - _mean(list(pn.values()))
+    se_base, _ = satterthwaite([(sr ** 2 / len(rb), dfr), (sp ** 2 / len(pb), dfp)])
+    if not (se_base > 0 and abs(d_base) >= MECHANISM_MIN_T * se_base):
+        return None
+    se, df = satterthwaite([(sr ** 2 * (1 / len(rb) + 1 / len(rn)), dfr),
+                            (sp ** 2 * (1 / len(pb) + 1 / len(pn)), dfp)])
+    scale = abs(d_base)
+    return Interval((d_now - d_base) / d_base, math.nan, math.nan, se / scale, df, 0.95,
+                    len(rn), len(rb), False, None)
+
+
+def mechanism_check(row: str, parent: str, metric: str,
+                    columns: Mapping[str, tuple[Values, Values, Values, Values]],
+                    alpha: float, gating: bool = True) -> Check | None:
+    """How much of ``row``'s delta over ``parent`` on a mechanism ``metric`` was lost, as a
+    fraction of the baseline's delta, pooled over the models where that delta is clear.
+
+    ``columns``: column -> (row base, parent base, row now, parent now)."""
+    kept = {col: iv for col, sides in columns.items() if all(sides)
+            for iv in [_kept_fraction(*sides)] if iv is not None}
+    if not kept:
+        return None
+    iv = _combined(list(kept.values()), min(k.df for k in kept.values()))
+    cells = tuple(cell for col in kept for cell in ((row, col), (parent, col)))
+    chk = Check("mechanism", row, metric, cells, gating=gating)
+    chk.drop = _drop_of(iv, MECHANISM_FLOOR, alpha)
+    chk.base, chk.now = 1.0, 1.0 + iv.mean
+    chk.note = (f"fraction of the {metric} delta over '{parent}' kept, pooled over "
+                f"{len(kept)} model(s) with a clear baseline delta")
+    chk.n_base = chk.n_now = len(kept)
     return chk
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from harness.errors import unknown
 from harness.metrics import number
 from harness.regress.checks import (Check, Looks, NEVER, cell_check, column_noise, decide,
-                                    model_check, speed_check, trick_check)
+                                    mechanism_check, model_check, speed_check, trick_check)
 from harness.regress.identity import (Identity, accuracy_comparable, determinism_applies,
                                       identity, speed_comparable)
 
@@ -26,6 +26,7 @@ __all__ = ["Key", "Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "
            "More"]
 
 Key = tuple[str, str]  # (row, column)
+MECHANISM = "logit_gap"  # the per-trick mechanism metric (Sec 5.2's mean logit gap)
 FAIL_VERDICTS = ("regression", "missing", "failed")
 
 
@@ -334,12 +335,30 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
                           noise, th.pooled_floor, alpha)
         if chk is not None:
             checks.append(chk)
+    checks += _mechanism_checks(usable, parents or {}, th, alpha)
     checks += _speed_checks([c for c in cells if c.speed], th, alpha)
     for chk in checks:
         chk.look = look
     decide(checks, alpha, th.band, last, fixed)
     _fill_cells(cells, checks)
     return Evaluation([c.verdict for c in cells], checks, look, alpha)
+
+
+def _mechanism_checks(cells: list[_Cell], parents: dict[str, str], th: Thresholds,
+                      alpha: float) -> list[Check]:
+    """One :func:`mechanism_check` per trick of a stacked table whose cells carry the
+    mechanism metric on both sides (classification trials: the mean logit gap)."""
+    vals = {c.key: (_by_seed(c.base, MECHANISM), _by_seed(c.now, MECHANISM)) for c in cells}
+    out = []
+    for row, parent in parents.items():
+        per_col = {col: (*vals[(row, col)], *vals[(parent, col)]) for (r, col) in vals
+                   if r == row and (parent, col) in vals}
+        chk = mechanism_check(row, parent, MECHANISM,
+                              {col: (rb, pb, rn, pn) for col, (rb, rn, pb, pn) in per_col.items()},
+                              alpha, gating=th.pooled_floor < NEVER)
+        if chk is not None:
+            out.append(chk)
+    return out
 
 
 def _speed_checks(cells: list[_Cell], th: Thresholds, alpha: float) -> list[Check]:

@@ -35,9 +35,9 @@ def _acc_rows(verdicts: list[CellVerdict]) -> list[list[str]]:
 def _pooled_rows(ev: Evaluation) -> list[list[str]]:
     rows = []
     for c in ev.checks:
-        if c.kind not in ("model", "trick", "speed-model") or c.drop is None:
+        if c.kind not in ("model", "trick", "mechanism", "speed-model") or c.drop is None:
             continue
-        base = _f(c.base, sign=True) if c.kind == "trick" else "-"
+        base = _f(c.base, sign=True) if c.kind in ("trick", "mechanism") else "-"
         rows.append([c.kind, c.name, base, _f(c.now, sign=True), _f(c.drop.drop),
                      f"{c.drop.floor:g}", _p(c.p), c.outcome, c.note])
     return rows
@@ -94,7 +94,8 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
         f"look {fam.get('look')} at nominal alpha {_p(fam.get('look_alpha'))}; "
         f"{summary.get('rerun_trials', 0)} rerun trial(s)",
         f"- regression: Holm rejects AND the drop reaches its floor (cell {th.floor:g} points, "
-        f"model mean / trick delta {th.pooled_floor:g} points, speed {th.speed_frac * 100:g}%)"
+        f"model mean / trick delta {th.pooled_floor:g} points, a trick's mechanism half its "
+        f"baseline delta, speed {th.speed_frac * 100:g}%)"
         + (" (accuracy never gates at this scale)" if th.floor >= 100 else "")
         + f"; rerun: raw p < {th.band:g} and the upper bound of the drop not below the floor",
         "- speed: only within one hardware class and precision; accuracy: only at one effective precision",
@@ -111,7 +112,8 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
     pooled = _pooled_rows(ev)
     if pooled:
         lines += ["## Pooled checks (per model: mean change over its cells; per trick: delta "
-                  "over its parent row, baseline vs now)", "",
+                  "over its parent row, baseline vs now; mechanism: the fraction of a trick's "
+                  "delta on the mean logit gap kept, 1 = as in the baseline)", "",
                   _table(pooled, ["check", "name", "baseline delta", "now delta (model: change)", "drop", "floor", "p",
                                   "outcome", "note"]), ""]
     lines += ["## Training speed (images/s, median over trials; a trial: mean of its epochs)", "",

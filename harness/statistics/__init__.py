@@ -3,6 +3,7 @@
 Pure functions of numbers (numpy/scipy/statsmodels only), one job per file:
 
 * ``intervals``  - seed noise pooled over a model's cells; row-vs-parent t-intervals;
+  Welch-Satterthwaite for sums of per-cell variances;
 * ``verdicts``   - reproduced / contradicted / no effect / undecided vs the paper;
 * ``power``      - minimum detectable effect and seeds needed;
 * ``pooling``    - one trick's delta pooled over models (fixed effect, Q, I2);
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 from .gate import (DROP_OUTCOMES, Drop, SpeedChange, family_wise, one_sided_drop,
                    regressions, speed_change)
-from .intervals import Interval, Noise, diff_interval, finite_values, interval_at, pooled_noise
+from .intervals import (Interval, Noise, diff_interval, finite_values, interval_at, pooled_noise,
+                        satterthwaite, within_sd)
 from .pooling import Pooled, pooled_effect
 from .power import mde, seeds_needed
 from .sequential import (SPENDING_KINDS, alpha_spent, look_fractions, nominal_level,
@@ -22,6 +24,7 @@ from .verdicts import VERDICT_NAMES, Verdict, classify
 
 __all__ = [
     "Noise", "Interval", "finite_values", "pooled_noise", "diff_interval", "interval_at",
+    "satterthwaite", "within_sd",
     "VERDICT_NAMES", "Verdict", "classify",
     "mde", "seeds_needed",
     "Pooled", "pooled_effect",

@@ -152,3 +152,22 @@ def diff_interval(a: Mapping[int, float], b: Mapping[int, float], noise: Noise |
         se = noise.sd * math.sqrt(1 / n_a + 1 / n_b) if n_a and n_b else math.nan
     lo, hi = _t_bounds(mean, se, df, level)
     return Interval(mean, lo, hi, se, df, level, n_a, n_b, paired, corr)
+
+
+def within_sd(*sides: Sequence[float]) -> tuple[float, int]:
+    """(SD, df) of one cell measured on several sides (e.g. the baseline's seeds and
+    tonight's): each side about its own mean, pooled, ``df = N - sides`` (the one-way
+    model of :func:`pooled_noise` for one cell); ``(NaN, 0)`` without df."""
+    nz = pooled_noise(dict(enumerate(sides)))
+    return nz.sd, nz.df
+
+
+def satterthwaite(parts: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(SE, df) of a sum of independent variance estimates ``parts = [(variance, df), ...]``
+    (Welch 1947, Satterthwaite 1946): ``se**2 = sum v``, ``df = (sum v)**2 / sum(v**2 / df)``.
+    For two groups with their own variances it is scipy ``ttest_ind(equal_var=False)``'s df."""
+    parts = [(v, d) for v, d in parts if v > 0]
+    if not parts or any(d <= 0 or not math.isfinite(v) for v, d in parts):
+        return math.nan, 0.0
+    total = sum(v for v, _ in parts)
+    return math.sqrt(total), total ** 2 / sum(v * v / d for v, d in parts)
