@@ -16,7 +16,7 @@ looks and budget), so the figures are the gate's, not a model of it.
   # real bugs injected into the training stack, each trained end to end in its own
   # subprocess and gated against a clean baseline of the same seeds
   python bench/gate_power.py --bugs --scale local [--bug NAME ...] [--work DIR]
-  python bench/gate_power.py --bugs --scale smoke --table bench/gate_bugs_smoke.yaml --seeds 1
+  python bench/gate_power.py --bugs --scale smoke --table bench/gate_bugs.yaml --seeds 1
 
 A night: the baseline side has ``--base-seeds`` seeds a cell, today ``--now-seeds`` (two
 disjoint seed sets of the same cells: a null night); a rerun adds seeds to the cells the
@@ -37,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -387,6 +388,12 @@ def apply_bug(args) -> None:
                       "report": str(r.report)}), flush=True)
 
 
+def _kind(failure: str) -> str:
+    """The check kind a gate failure line names (a cell's line starts with the cell)."""
+    word = failure.split(" ", 1)[0]
+    return word if word in ("model", "trick", "mechanism", "speed-model") else "cell"
+
+
 def run_bugs(args) -> list[dict[str, Any]]:
     """Clean baseline, a clean night, then every bug; one subprocess each (its own patches)."""
     work = Path(args.work or tempfile.mkdtemp(prefix="gate-bugs-"))
@@ -410,15 +417,18 @@ def run_bugs(args) -> list[dict[str, Any]]:
 
     baseline = work / "baseline.json"
     sub("clean", "--freeze", str(baseline))
-    rows = []
-    for bug in ["none"] + (args.bug or list(BUGS)):
-        r = sub(bug, "--baseline", str(baseline))
-        r["caught"] = r["exit_code"] == 1
-        r["changed_cells"] = len(r.pop("computation_changed"))
-        r["failures"] = len(r["failures"])
-        r["undecided"] = len(r["undecided"])
-        rows.append(r)
-        print(json.dumps(r), flush=True)
+    bugs = ["none"] + (args.bug or list(BUGS))
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # one subprocess a bug
+        results = pool.map(lambda b: sub(b, "--baseline", str(baseline)), bugs)
+        rows = []
+        for r in results:
+            r["caught"] = r["exit_code"] == 1
+            r["changed_cells"] = len(r.pop("computation_changed"))
+            r["caught_by"] = sorted({_kind(f) for f in r["failures"]})
+            r["failures"] = len(r["failures"])
+            r["undecided"] = len(r["undecided"])
+            rows.append(r)
+            print(json.dumps(r), flush=True)
     return rows
 
 
@@ -455,7 +465,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=None, help="rerun trials a night (default: the plan's)")
     ap.add_argument("--only", nargs="*", help="scenarios whose name contains one of these")
     ap.add_argument("--rng-seed", type=int, default=2019)
-    ap.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
+    ap.add_argument("--jobs", type=int, default=2, help="processes; --bugs: bugs trained at once, one core each (default 2)")
     ap.add_argument("--alpha", type=float, default=None, help="override the scale's family-wise alpha")
     ap.add_argument("--band", type=float, default=None, help="override the scale's rerun band")
     ap.add_argument("--seeds", type=int, default=2, help="--bugs: seeds a cell")

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_real_bugs_procedure_at_smoke(tmp_path):
-    exp = ROOT / "bench" / "gate_bugs_smoke.yaml"
+    exp = ROOT / "bench" / "gate_bugs.yaml"
     out = subprocess.run([sys.executable, "bench/gate_power.py", "--bugs", "--scale", "smoke",
                           "--table", str(exp), "--seeds", "1", "--work", str(tmp_path / "w")],
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
