@@ -11,10 +11,12 @@ Two sources of seed values, both run through the very code the reports use
   ``run --until-decisive`` does (3 seeds per cell, one more seed for every cell that feeds an
   undecided verdict, up to ``--max-seeds``), once with every true delta 0 (nulls) and once
   with every true delta +1.5 x the margin.
-* ``--store PATH``: a bank of stored runs (cells with at least ``2 x --arm`` seeds): each
-  cell is split at random into two arms of ``--arm`` seeds and the arms are compared with
-  the noise pooled over that model's cells (a null: the same cell against itself), then
-  again with +1.5 x margin added to one arm.
+* ``--store PATH``: a bank of stored Table 6 runs at ``local`` (every cell with at least
+  ``2 x --arm`` seeds). The whole procedure again, adaptive waves included, with the seed
+  noise drawn from the bank's own residuals (each cell's, with replacement: real tails and
+  the real spread of each cell, truth known); and the fixed split of the issue: each cell
+  split at random into two arms of ``--arm`` seeds compared with the noise pooled over that
+  model's cells (the same cell against itself), then with +1.5 x margin added to one arm.
 
 Prints one JSON object and a markdown table; ``--out FILE`` appends the markdown to a file
 (bench/RESULTS.md). No wall-clock figure is reported.
@@ -27,12 +29,13 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.adaptive import cells_to_grow  # noqa: E402
 from harness.experiments import load_experiment  # noqa: E402
 from harness.report.tables import ReportData  # noqa: E402
 from harness.report.verdicts import Looks, analyse  # noqa: E402
@@ -74,23 +77,26 @@ def true_means(exp: Any, delta: float) -> dict[tuple[str, str], float]:
     return out
 
 
-def simulate_table(exp: Any, delta: float, looks: Looks, rng: np.random.Generator) -> list[dict]:
-    """One adaptive run of a synthetic table; per comparison: truth, verdict, 95% interval."""
+Noise = Callable[[tuple[str, str], int, np.random.Generator], np.ndarray]
+
+
+def normal_noise(cell: tuple[str, str], n: int, rng: np.random.Generator) -> np.ndarray:
+    """The synthetic source: normal seed noise with the model's local SD."""
+    return SEED_SD[cell[1]] * rng.standard_normal(n)
+
+
+def simulate_table(exp: Any, delta: float, looks: Looks, rng: np.random.Generator,
+                   noise: Noise = normal_noise) -> list[dict]:
+    """One adaptive run of a table whose true deltas are all ``delta``, seed noise from
+    ``noise``; the waves grow what ``harness.adaptive.cells_to_grow`` says, as ``run
+    --until-decisive`` does. Per comparison: truth, verdict, 95% interval."""
     mu = true_means(exp, delta)
-    draws = {cell: mu[cell] + SEED_SD[cell[1]] * rng.standard_normal(looks.max_seeds) for cell in mu}
+    draws = {cell: mu[cell] + noise(cell, looks.max_seeds, rng) for cell in mu}
     seeds = {cell: looks.first for cell in mu}
     while True:
         table = FakeTable(exp, {c: {s: float(draws[c][s]) for s in range(n)} for c, n in seeds.items()})
         v = analyse(table, "top1", MARGIN, looks, power=False)
-        grow = set()
-        for c in v.per_model:
-            if not c.decided:
-                grow |= {(c.row, c.column), (c.parent, c.column)}
-        for t in v.per_trick:
-            if not t.decided:
-                for m in t.members:
-                    grow |= {(m.row, m.column), (m.parent, m.column)}
-        grow = {c for c in grow if seeds[c] < looks.max_seeds}
+        grow = {c for c in cells_to_grow(v) if seeds[c] < looks.max_seeds}
         if not grow:
             break
         for c in grow:
@@ -122,37 +128,68 @@ def summarise(results: list[dict], kind: str) -> dict[str, Any]:
             "mean_seeds": float(np.mean([r["seeds"] for r in rs]))}
 
 
-def synthetic(tables: int, looks: Looks, seed: int) -> dict[str, Any]:
+def synthetic(tables: int, looks: Looks, seed: int, noise: Noise = normal_noise) -> dict[str, Any]:
     exp = load_experiment("paper_table6")
     rng = np.random.default_rng(seed)
     out = {}
     for name, delta in (("null", 0.0), ("effect_1.5_margin", 1.5 * MARGIN)):
-        res = [r for _ in range(tables) for r in simulate_table(exp, delta, looks, rng)]
+        res = [r for _ in range(tables) for r in simulate_table(exp, delta, looks, rng, noise)]
         out[name] = {k: summarise(res, k) for k in ("model", "pooled")}
     return out
 
 
-def bank(store: str, arm: int, draws: int, seed: int) -> dict[str, Any]:
-    """Split stored cells into two arms: nulls, and +1.5 x margin injected into one arm."""
+def bank_cells(store: str, need: int) -> dict[tuple[str, str], np.ndarray]:
+    """Table 6's cells at ``local`` in ``store``: each done seed's top-1 (>= ``need`` a cell)."""
     from harness.store import Store
 
     with Store(store, readonly=True) as st:
         df = st.trials_df(status="done")
-    df = df[df["top1"].notna()]
+    df = df[df["top1"].notna() & (df["table_name"] == "paper_table6") & (df["scale"] == "local")]
+    cells = {(r, c): g.sort_values("seed")["top1"].to_numpy(float)
+             for (r, c), g in df.groupby(["row_label", "column_label"])}
+    exp = load_experiment("paper_table6")
+    want = [(r.label, c.label) for r in exp.rows for c in exp.columns]
+    short = [f"{k[0]} / {k[1]} ({len(cells.get(k, []))})" for k in want if len(cells.get(k, [])) < need]
+    if short:
+        sys.exit(f"{store}: cells with fewer than {need} done seeds: " + "; ".join(short))
+    return {k: cells[k] for k in want}
+
+
+def residual_noise(cells: dict[tuple[str, str], np.ndarray]) -> Noise:
+    """The bank as a noise source: each cell's own residuals (value - cell mean), scaled by
+    sqrt(n / (n - 1)) so their variance is the cell's sample variance, drawn with
+    replacement (a residual bootstrap: real tails and real per-cell spread, known truth)."""
+    res = {k: (v - v.mean()) * math.sqrt(len(v) / (len(v) - 1)) for k, v in cells.items()}
+    return lambda cell, n, rng: rng.choice(res[cell], size=n, replace=True)
+
+
+def bank(store: str, tables: int, looks: Looks, arm: int, draws: int, seed: int) -> dict[str, Any]:
+    """The whole procedure on the bank's noise (``residual_noise``), and the issue's fixed
+    split: each cell against itself, its seeds split into two arms of ``arm``."""
+    cells = bank_cells(store, 2 * arm)
+    out = synthetic(tables, looks, seed, residual_noise(cells))
+    out["split"] = split_cells(cells, arm, draws, seed)
+    out["cells"] = len(cells)
+    out["seeds"] = {f"{r} / {c}": len(v) for (r, c), v in cells.items()}
+    out["seed_sd"] = {col: round(pooled_noise({r: list(v) for (r, c), v in cells.items() if c == col}).sd, 3)
+                      for col in dict.fromkeys(c for _, c in cells)}
+    return out
+
+
+def split_cells(cells: dict[tuple[str, str], np.ndarray], arm: int, draws: int,
+                seed: int) -> dict[str, Any]:
+    """Fixed-sample nulls: a cell's seeds split at random into two arms of ``arm``, compared
+    with the noise pooled over the model's cells; then +1.5 x margin added to one arm."""
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
-    groups = {k: g["top1"].to_numpy(float) for k, g in df.groupby(["table_name", "column_label", "row_label"])}
-    big = {k: v for k, v in groups.items() if len(v) >= 2 * arm}
-    if not big:
-        return {"error": f"no cell of {store} has {2 * arm} seeds"}
     for name, delta in (("null", 0.0), ("effect_1.5_margin", 1.5 * MARGIN)):
         covered = effect = no_effect = n = 0
         for _ in range(draws):
-            for (table, col, row), vals in big.items():
+            for (row, col), vals in cells.items():
                 idx = rng.permutation(len(vals))
                 a = {i: float(vals[j]) + delta for i, j in enumerate(idx[:arm])}
                 b = {i: float(vals[j]) for i, j in enumerate(idx[arm:2 * arm])}
-                others = {r: list(v) for (t, c, r), v in groups.items() if t == table and c == col and r != row}
+                others = {r: list(v) for (r, c), v in cells.items() if c == col and r != row}
                 noise = pooled_noise({**others, "a": list(a.values()), "b": list(b.values())})
                 iv = diff_interval(a, b, noise, level=0.95, pair_min_corr=math.inf)
                 iv90 = iv.at(0.90)
@@ -162,15 +199,17 @@ def bank(store: str, arm: int, draws: int, seed: int) -> dict[str, Any]:
                 n += 1
         out[name] = {"comparisons": n, "coverage_95": covered / n, "effect_verdict_rate": effect / n,
                      "no_effect_rate": no_effect / n}
-    out["cells"] = len(big)
     return out
 
 
 def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [f"## Verdict calibration ({'synthetic' if not args.store else 'bank ' + args.store})", ""]
     if args.store:
-        lines.append(f"{result.get('cells', 0)} stored cells with >= {2 * args.arm} seeds, split "
-                     f"{args.draws} times into two arms of {args.arm} seeds (fixed sample).")
+        lines.append(f"Noise: the residuals of the bank's {result['cells']} Table 6 cells at `local` "
+                     f"(seeds a cell: {sorted(set(result['seeds'].values()))}; pooled seed SD per model "
+                     f"{result['seed_sd']}), drawn with replacement (residual bootstrap) into "
+                     f"{args.tables} simulated runs per scenario, adaptive waves 3..{args.max_seeds} "
+                     f"seeds per cell, {args.spending} spending; margin {MARGIN}; numpy seed {args.seed}.")
     else:
         lines.append(f"{args.tables} simulated Table 6 runs per scenario (6 rows x 3 models, seed "
                      f"SDs {SEED_SD}), adaptive waves 3..{args.max_seeds} seeds per cell, "
@@ -180,7 +219,9 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
               "reproduced/contradicted (null goal <= 5%) | no effect (1.5 x margin goal <= 5%) | "
               "undecided | mean seeds |", "|---|---|---|---|---|---|---|---|---|"]
     for scen in ("null", "effect_1.5_margin"):
-        blocks = result[scen] if not args.store else {"cell split": result[scen]}
+        blocks = dict(result[scen])
+        if args.store:
+            blocks[f"cell split {args.arm} vs {args.arm} (fixed)"] = result["split"][scen]
         for kind, s in blocks.items():
             lines.append(f"| {scen} | {kind} | {s['comparisons']} | {s['coverage_95']:.3f} | "
                          f"{s.get('coverage_printed', float('nan')):.3f} | "
@@ -201,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="append the markdown here")
     args = ap.parse_args(argv)
     looks = Looks(first=3, max_seeds=args.max_seeds, kind=args.spending)
-    result = bank(args.store, args.arm, args.draws, args.seed) if args.store else \
-        synthetic(args.tables, looks, args.seed)
+    result = bank(args.store, args.tables, looks, args.arm, args.draws, args.seed) if args.store \
+        else synthetic(args.tables, looks, args.seed)
     md = markdown(result, args)
     print(md)
     if args.out:
