@@ -380,7 +380,8 @@ def apply_bug(args) -> None:
     baseline["_path"] = args.baseline
     r = regress(plan, baseline, store=args.bug_store, train=train_in_process, log=lambda m: None,
                 out_dir=Path(args.bug_store).parent / "reports",
-                options=GateOptions(budget=args.budget, max_seeds=args.max_seeds))
+                options=GateOptions(budget=args.budget, max_seeds=args.max_seeds,
+                                       speed=not args.no_speed))
     s = r.summary
     print(json.dumps({"bug": args.apply_bug, "exit_code": r.exit_code, "status": s["status"],
                       "failures": s["failures"], "undecided": s["undecided"],
@@ -405,6 +406,8 @@ def run_bugs(args) -> list[dict[str, Any]]:
         common += ["--budget", str(args.budget)]
     if args.max_seeds_bugs:
         common += ["--max-seeds", str(args.max_seeds_bugs)]
+    if args.no_speed:
+        common += ["--no-speed"]
 
     def sub(bug: str, *extra: str) -> dict[str, Any]:
         store = work / bug / "store.sqlite"
@@ -472,6 +475,9 @@ def main() -> None:
     ap.add_argument("--max-seeds-bugs", type=int, default=None, help="--bugs: the gate's --max-seeds")
     ap.add_argument("--bug", nargs="*", choices=sorted(BUGS), help="--bugs: only these")
     ap.add_argument("--work", default=None, help="--bugs: folder for the stores (default: a temp dir)")
+    ap.add_argument("--no-speed", action="store_true",
+                    help="--bugs: the gate judges accuracy and mechanism only (bugs trained side by "
+                    "side share the cores: their speed is not the baseline's)")
     ap.add_argument("--baseline", help=argparse.SUPPRESS)
     ap.add_argument("--bug-store", help=argparse.SUPPRESS)
     ap.add_argument("--freeze", help=argparse.SUPPRESS)

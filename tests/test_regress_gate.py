@@ -310,3 +310,21 @@ def test_machine_must_be_a_class_of_the_file(work, capsys):
     data = load_baseline(work / "results" / "baselines" / "paper_table6-smoke.json")
     with pytest.raises(HarnessError, match="bad --machine"):
         select_entry(data, None, machine="cpu:elsewhere")
+
+
+def test_no_speed_gates_accuracy_only():
+    """Every cell 3x slower (a busy shared runner): the speed checks fail the night; with
+    speed off there is no speed check, the cells say so, and accuracy alone passes."""
+    base = _baseline(_cells(_means(), 3))
+    slow = _cells(_means(), 3)
+    for ts in slow.values():
+        for t in ts:
+            t["img_per_s"] = 330.0 + t["seed"]
+    for t in (t for ts in base["cells"] for t in ts["trials"]):
+        t["img_per_s"] = 1000.0 + t["seed"]
+    on = evaluate(base, slow, THRESHOLDS["local"])
+    assert any(c.failed for c in on.checks if c.kind.startswith("speed"))
+    off = evaluate(base, slow, THRESHOLDS["local"], speed=False)
+    assert not any(c.kind.startswith("speed") for c in off.checks)
+    assert {v.speed_verdict for v in off.cells} == {"not checked"}
+    assert not any(v.failed for v in off.cells)

@@ -61,6 +61,9 @@ def gate_args(p: argparse.ArgumentParser) -> None:
                    "software (default: a note)")
     g.add_argument("--machine", default=None, metavar="CLASS",
                    help="compare with the baseline entry of this machine class (default: today's)")
+    g.add_argument("--no-speed", action="store_true",
+                   help="gate accuracy only: no speed check (a shared CI runner, or a machine "
+                   "busy with other work, whose load is not the baseline's)")
     g.add_argument("--no-history", action="store_true",
                    help="do not append this run to the store's gate_history")
 
@@ -80,7 +83,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
     opts = None if args.no_train else run_options(args)
     gate = GateOptions(rerun_undecided=args.rerun_undecided, budget=args.budget,
                        max_seeds=args.max_seeds, strict_determinism=args.strict_determinism,
-                       machine=args.machine, history=not args.no_history)
+                       machine=args.machine, speed=not args.no_speed, history=not args.no_history)
     if opts is not None:
         if args.address:
             check_address(args.address)  # unreachable or refusing cluster: one line, exit 2

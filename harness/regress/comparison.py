@@ -74,6 +74,7 @@ class CellVerdict:
     """One cell's comparison. ``verdict`` is the accuracy verdict: pass | improved |
     regression | rerun | undecided | not comparable | missing | failed | new;
     ``speed_verdict``: pass | improved | regression | rerun | undecided | not comparable |
+    not checked (``--no-speed``) |
     n/a; ``determinism``: same | computation changed | not checked (why) | n/a."""
 
     row: str
@@ -293,7 +294,7 @@ def _mean(xs) -> float | None:
 def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
              thresholds: Thresholds, *, parents: dict[str, str] | None = None,
              looks: Looks | None = None, look: int = 1, strict_determinism: bool = False,
-             last_look: bool | None = None,
+             speed: bool = True, last_look: bool | None = None,
              fixed: dict[tuple[str, str, str], str] | None = None) -> Evaluation:
     """Every cell's verdict and every check of one look.
 
@@ -302,7 +303,8 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     ``parents``: row -> the row its trick is measured against (stacked tables; None: no
     per-trick checks); ``looks``/``look``: where the night is in its looks (default: one look
     only, so the rerun band is reported as ``undecided``); ``fixed``: outcomes decided at
-    earlier looks (check key -> outcome), kept as they were.
+    earlier looks (check key -> outcome), kept as they were; ``speed=False``: no speed
+    check at all (``regress --no-speed``: a shared runner whose load is not the baseline's).
     """
     th = thresholds
     metric = baseline.get("metric", "top1")  # baselines before transfer gating: top-1
@@ -311,6 +313,11 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     alpha = looks.alpha(look, th.alpha)
     last = look >= looks.count if last_look is None else last_look
     cells = _prepare(baseline, now, metric, software, strict_determinism)
+    if not speed:
+        for c in cells:
+            c.speed = False
+            if c.verdict.speed_verdict == "pending":
+                c.verdict.speed_verdict, c.verdict.speed_note = "not checked", "--no-speed"
     usable = [c for c in cells if c.accuracy]
     columns = list(dict.fromkeys(c.key[1] for c in usable))
     noise = {col: column_noise({(side, c.key[0]): list(vals.values())
@@ -415,12 +422,13 @@ More = Callable[[list[Key], int], "tuple[dict[Key, list[dict[str, Any]]], int] |
 def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
               thresholds: Thresholds, *, looks: Looks, more: More | None, budget: int,
               parents: dict[str, str] | None = None, strict_determinism: bool = False,
-              ) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
+              speed: bool = True) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
     """One night as the gate decides it: look 1, then while checks are in the rerun band,
     the night has not failed, looks remain and ``more`` brings seeds within ``budget``
     trials, look again (outcomes decided earlier are kept). What is still in the band at
     the end is ``undecided``. Returns (last evaluation, today's cells, trials added)."""
-    kw: dict[str, Any] = {"parents": parents, "looks": looks, "strict_determinism": strict_determinism}
+    kw: dict[str, Any] = {"parents": parents, "looks": looks, "strict_determinism": strict_determinism,
+                          "speed": speed}
     ev = evaluate(baseline, now, thresholds, look=1, **kw)
     fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
     look, extra = 1, 0

@@ -104,13 +104,14 @@ def write_reports(summary: dict[str, Any], ev: Evaluation, th: Thresholds,
 @dataclass(frozen=True)
 class GateOptions:
     """How the gate decides (CLI: ``--rerun-undecided``, ``--budget``, ``--max-seeds``,
-    ``--strict-determinism``, ``--machine``, ``--no-history``).
+    ``--strict-determinism``, ``--machine``, ``--no-speed``, ``--no-history``).
 
     rerun_undecided: give checks in the rerun band more seeds and look again.
     budget: extra cell trials a night may train for that (None: as many as the plan has).
     max_seeds: seeds a cell may grow to (None: three times the plan's).
     strict_determinism: a cell whose computation changed fails (else a note).
     machine: the baseline entry (machine class) to compare with (None: today's class).
+    speed: gate training speed (off: a shared runner whose load differs from the baseline's).
     history: append the night to the store's gate_history.
     """
 
@@ -119,6 +120,7 @@ class GateOptions:
     max_seeds: int | None = None
     strict_determinism: bool = False
     machine: str | None = None
+    speed: bool = True
     history: bool = True
 
 
@@ -292,7 +294,7 @@ def regress(plan: Plan, baseline: dict[str, Any], *, store: str, rerun: bool = F
     budget = opts.budget if opts.budget is not None else sum(len(v) for v in plan.trials.values())
     ev, now, extra = run_night(entry, now, th, looks=looks, more=more if can_rerun else None,
                                budget=budget, parents=parents_of(plan),
-                               strict_determinism=opts.strict_determinism)
+                               strict_determinism=opts.strict_determinism, speed=opts.speed)
     cur = state["plan"]
     summary = _summary(cur, entry, ev, th, store, rerun, no_train, now_class, looks, extra, opts)
     summary["seeds"] = list(plan.seeds)
