@@ -57,7 +57,7 @@ def register_model(fn: Callable | None = None, *, name: str | None = None,
 
 def _builder(name: str) -> ModelBuilder:
     if name not in _REGISTRY:
-        raise unknown("model", name, MODEL_NAMES)
+        raise unknown("model", name, [*MODEL_NAMES, "timm:NAME", "torchvision:NAME"])
     return _REGISTRY[name]
 
 
