@@ -80,4 +80,4 @@ def tracking_callbacks(tracker: str | None, experiment: str, results: Path,
     if uri.startswith("file:"):  # MLflow 3 keeps its file store behind this opt-in; skinny has no DB one
         os.environ.setdefault(FILE_STORE_ENV, "true")
     return [TaggedMLflowCallback(tracking_uri=uri, experiment_name=experiment,
-                                 tags={"harness": "bag-of-tricks"})]
+                                 tags={"harness": "bag-of-tricks"}, trial_tags=trial_tags)]

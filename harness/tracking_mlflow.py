@@ -5,20 +5,22 @@ lives at module level.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from harness.tracking import trial_tags
-
 
 class TaggedMLflowCallback(MLflowLoggerCallback):
-    """One MLflow run per trial, tagged with that trial's spec hash, table, row, column, seed,
-    model and scale (on top of the run-wide ``tags``)."""
+    """One MLflow run per trial, tagged with ``trial_tags(trial config)`` (spec hash, table,
+    row, column, seed, ...) on top of the run-wide ``tags``."""
+
+    def __init__(self, *, trial_tags: Callable[[dict[str, Any]], dict[str, str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trial_tags = trial_tags
 
     def log_trial_start(self, trial: Any) -> None:
         shared = self.tags
-        self.tags = {**(shared or {}), **trial_tags(trial.config["trial"])}
+        self.tags = {**(shared or {}), **self.trial_tags(trial.config["trial"])}
         try:
             super().log_trial_start(trial)
         finally:

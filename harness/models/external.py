@@ -84,13 +84,13 @@ def check_external(name: str) -> str:
     names = library_models(lib)
     if model in names:
         return name
-    close = difflib.get_close_matches(model, names, n=CLOSE_MATCHES, cutoff=0.5)
+    close = difflib.get_close_matches(model, names, n=CLOSE_MATCHES, cutoff=0.0)  # the n most alike
     hint = ""
     tweak = _TWEAK.fullmatch(model)
     if tweak:
         hint = (f" (the Sec 4 tweaks B/C/D apply only to the harness's own ResNets, e.g. "
                 f"--model {model}; {lib} builds its own variants as it defines them)")
-    closest = ", ".join(f"{lib}:{c}" for c in close) if close else "none close"
+    closest = ", ".join(f"{lib}:{c}" for c in close)
     raise HarnessError(f"unknown {lib} model {model!r}{hint}; closest: {closest}; valid choices: "
                        f"any of the {len(names)} names of {_listing(lib)}")
 
