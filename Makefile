@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision pinned exactly so pip takes the wheels on local disk where they lie.
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install -q torch torchvision
-	$(BIN)/pip install -q -e ".[ray,test]"
+	$(BIN)/pip install -q -e ".[ray,test,models]"
 	touch $(STAMP)
 
 venv: $(STAMP)

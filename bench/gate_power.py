@@ -315,8 +315,8 @@ def _bug_mixup_off(undo: list) -> None:
 
 def _bug_zero_gamma_off(undo: list) -> None:
     """Zero-gamma init skipped: residual blocks' last BN starts at gamma 1."""
-    from harness.tasks import classification as cl
-    _patch(cl, "apply_zero_gamma", lambda model: 0, undo)
+    from harness.tasks import model_tricks  # where a trial's model gets zero-gamma
+    _patch(model_tricks, "apply_zero_gamma", lambda model: 0, undo)
 
 
 BUGS: dict[str, Callable[[list], None]] = {

@@ -32,6 +32,7 @@ from harness.estimate import longest_first, model_macs
 from harness.records import failed_record, trial_record
 from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
 from harness.store import DEFAULT_STORE, Store
+from harness.tracking import mlflow_uri, tracking_callbacks
 from harness.trial import PATH_FIELDS, TrainOptions
 from harness.workspace import TrialFiles, Workspace
 
@@ -51,6 +52,8 @@ class RunOptions:
     workers_per_trial: int = 1  # > 1: each trial is a Ray Train TorchTrainer with N DDP workers
     train: TrainOptions = field(default_factory=TrainOptions)
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)  # tests: num_gpus, num_cpus
+    tracker: str | None = None  # --log: "tensorboard" | "mlflow" (harness/tracking.py); None = off
+    log_dir: str | None = None  # --log mlflow: the tracking URI (None: results/mlruns beside the store)
     log: Callable[[str], None] = field(default=lambda m: print(m, file=sys.stderr, flush=True))
 
 
@@ -263,6 +266,20 @@ class StoreCallback(Callback):
             self.log(f"could not copy the log of {spec_hash} from the storage: {type(exc).__name__}: {exc}")
 
 
+def _tracking_line(opts: RunOptions, storage: st.Storage) -> str:
+    """Where --log writes, for the run's first line."""
+    if opts.tracker == "tensorboard":
+        return f"; TensorBoard events in {storage.ray()}/{{table}}-{{run id}}/{{spec hash}}/"
+    if opts.tracker == "mlflow":
+        return f"; MLflow runs at {opts.log_dir or mlflow_default(opts)}"
+    return ""
+
+
+def mlflow_default(opts: RunOptions) -> str:
+    """MLflow's tracking URI when RunOptions name none (``harness.tracking.mlflow_uri``)."""
+    return mlflow_uri(None, results_dir(opts.store))
+
+
 def _trial_name(trial: Any) -> str:
     """Short, stable Ray trial names: the spec hash (Ray's default embeds the whole config)."""
     return trial.config["trial"]["spec_hash"]
@@ -357,6 +374,7 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
     ddp = opts.workers_per_trial > 1
     trainable = tune.with_resources(tune_ddp_driver, {"cpu": 0.01}) if ddp else tune.with_resources(tune_trainable, res)
     cb = StoreCallback(store, specs, summary, git, macs, opts.log, log_copies)
+    trackers = tracking_callbacks(opts.tracker, plan.experiment.name, rdir, opts.log_dir)
     fs, ray_path = _tune_storage(storage.ray())
     tuner = tune.Tuner(
         trainable,
@@ -365,7 +383,8 @@ def _run_stage(stage: list[TrialSpec], store: Store, plan: Plan, opts: RunOption
                                     trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=f"{plan.experiment.name}-{summary.run_id}",
-                                  storage_path=ray_path, storage_filesystem=fs, verbose=0, callbacks=[cb],
+                                  storage_path=ray_path, storage_filesystem=fs, verbose=0,
+                                  callbacks=[cb, *trackers],
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
     )
     tuner.fit()
@@ -398,7 +417,8 @@ def run_plan(plan: Plan, opts: RunOptions, argv: list[str] | None = None) -> Run
                             " ".join(argv or []), git)
             opts.log(f"{plan.experiment.name} @ {plan.scale.name}: {summary.trials} trials, "
                      f"{summary.skipped} already stored, {sum(map(len, todo))} to train"
-                     + ("" if storage.is_local and not opts.storage else f"; storage {storage}"))
+                     + ("" if storage.is_local and not opts.storage else f"; storage {storage}")
+                     + _tracking_line(opts, storage))
             if any(todo):
                 marker_id = storage.ensure_marker()
                 macs = model_macs(plan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.models.external import is_external, library_version
 from harness.recipe import Recipe, stable_hash
 from harness.scales import Scale, get_scale
 
@@ -52,7 +53,7 @@ class TrialSpec:
             "seed": self.seed,
             "data": self.dataset,
             "teacher": self.teacher.hash if self.teacher else None,
-        } | self._task_payload()
+        } | self._task_payload() | self._library_payload()
 
     def _task_payload(self) -> dict[str, Any]:
         """Transfer trials add their task; classification hashes stay as they always were."""
@@ -60,6 +61,11 @@ class TrialSpec:
             return {}
         return {"task": self.task, "backbone": self.backbone.hash if self.backbone else None,
                 "task_args": self.task_args}
+
+    def _library_payload(self) -> dict[str, Any]:
+        """An external model (``timm:NAME``) is the network of one library version: a new
+        version is a new trial. The harness's own models' hashes stay as they always were."""
+        return {"model_library": library_version(self.model)} if is_external(self.model) else {}
 
     @property
     def hash(self) -> str:

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
@@ -19,6 +20,7 @@ from harness.scales import SCALES
 from harness.storage import STORAGE_ENV, Storage, probe
 from harness.store import DEFAULT_STORE
 from harness.trial import TrainOptions
+from harness.tracking import TRACKERS, check_tracker, mlflow_uri
 
 if TYPE_CHECKING:  # harness.orchestrator imports Ray, which `harness train` must not need
     from harness.orchestrator import RunOptions
@@ -100,6 +102,33 @@ def loading_args(p: argparse.ArgumentParser) -> None:
                    "trial that used it is recorded with precision 'tf32')")
 
 
+# ---- experiment tracking (issue 22 item 7; harness/tracking.py) ----------------------------
+def tracker(text: str) -> str:
+    """An argparse ``type`` for --log: a tracker name (and, for mlflow, MLflow importable)."""
+    if text not in TRACKERS:  # argparse prefixes "argument --log:"
+        raise argparse.ArgumentTypeError(f"bad value {text!r}; valid choices: {', '.join(TRACKERS)}")
+    try:
+        return check_tracker(text)  # type: ignore[return-value]
+    except HarnessError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def tracking_args(p: argparse.ArgumentParser) -> None:
+    """--log tensorboard|mlflow and --log-dir (run, regress)."""
+    p.add_argument("--log", dest="tracker", type=tracker, default=None, metavar="|".join(TRACKERS),
+                   help="also log every trial to TensorBoard (event files in each trial's Tune folder, "
+                   "<storage>/ray/<table>-<run>/<spec hash>/) or MLflow (one run per trial, tagged with "
+                   "its spec hash, table, row, column and seed)")
+    p.add_argument("--log-dir", default=None, metavar="PATH|URI",
+                   help="--log mlflow: the tracking folder or URI (default $MLFLOW_TRACKING_URI, else "
+                   "mlruns/ beside --store)")
+
+
+def check_tracking(args: argparse.Namespace) -> None:
+    """--log with --log-dir, checked before anything is written (one line, exit 2)."""
+    check_tracker(getattr(args, "tracker", None), getattr(args, "log_dir", None))
+
+
 def decisive_args(p: argparse.ArgumentParser, report: bool = False) -> None:
     """--until-decisive [--max-seeds N] [--spending obf|pocock] (run; report with ``report``)."""
     p.add_argument("--until-decisive", action="store_true",
@@ -149,11 +178,15 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     from harness.orchestrator import RunOptions  # Ray: only commands that train need it
 
     workers, gpus = _workers(args)
+    check_tracking(args)
+    tracker_name = getattr(args, "tracker", None)
+    log_dir = (mlflow_uri(args.log_dir, Path(args.store).resolve().parent)  # the user's store's folder
+               if tracker_name == "mlflow" else None)
     return RunOptions(store=args.store, address=args.address, storage=storage(args),
                       max_concurrent=args.max_concurrent,
                       cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
                       workers_per_trial=workers, max_failures=args.max_failures,
-                      train=train_options(args))
+                      train=train_options(args), tracker=tracker_name, log_dir=log_dir)
 
 
 def storage(args: argparse.Namespace) -> str | None:

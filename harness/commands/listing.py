@@ -77,6 +77,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif rows:
         flat = [{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()} for r in rows]
         print(tabulate(flat, headers="keys"))
+        if args.what == "models":
+            print("\nand any timm:NAME (timm.list_models(); pip install "
+                  "'bag-of-tricks-harness[models]') or torchvision:NAME "
+                  "(torchvision.models.list_models()), built untrained")
     else:
         print(f"no {args.what}")
     return 0

@@ -16,7 +16,7 @@ import sys
 import time
 
 from harness.commands.args import (DEFAULT_STORE, check_storage, cluster_args, emit_json, integer, json_arg,
-                                   loading_args, run_options, seeds_args, table_args)
+                                   loading_args, run_options, seeds_args, table_args, tracking_args)
 from harness.commands.baseline import build_plan
 from harness.ray_env import check_address
 from harness.storage import Storage
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gate_args(p)
     cluster_args(p)
     loading_args(p)
+    tracking_args(p)
     json_arg(p)
     p.set_defaults(func=cmd_regress)
 

@@ -5,8 +5,9 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from harness.commands.args import (check_storage, cluster_args, dataset, decisive_args, emit_json,
-                                   json_arg, loading_args, looks, run_options, seeds_args, table_args)
+from harness.commands.args import (check_storage, check_tracking, cluster_args, dataset, decisive_args,
+                                   emit_json, json_arg, loading_args, looks, run_options, seeds_args,
+                                   table_args, tracking_args)
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
 from harness.experiments.decompose import decompose_experiment
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tricks", default=None, help="grid: comma-separated tricks")
     p.add_argument("--design", default="factorial", help="grid: factorial | loo | stack")
     loading_args(p)
+    tracking_args(p)
     decisive_args(p)
     p.add_argument("--decompose", default=None, metavar="ROW",
                    help="run the 2^k corners between ROW (a row changing several knobs, e.g. "
@@ -104,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.store import Store  # pandas
 
     check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
+    check_tracking(args)  # --log-dir without --log mlflow: one line, exit 2, nothing written
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     if rule is not None:
         return _run_decisive(args, exp, scale, rule, budget)

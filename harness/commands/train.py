@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from harness.commands.args import emit_json, loading_args, table_args, train_options
-from harness.errors import HarnessError, unknown
-from harness.models import MODEL_NAMES
+from harness.errors import HarnessError
+from harness.models import check_model
 from harness.recipe import named_recipe
 from harness.scales import get_scale
 from harness.spec import TrialSpec
@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train and evaluate one model (no Ray needed)",
                        description="Train one trial. Progress goes to stderr; the last line "
                        "of stdout is one JSON object (status, top1, top5, epochs, train_img_per_s, wall_s, ...).")
-    p.add_argument("--model", required=True, help="a model name (see 'list models')")
+    p.add_argument("--model", required=True, help="a model name (see 'list models'), or timm:NAME / torchvision:NAME "
+                   "(any model of those libraries, built untrained for the data's classes and channels)")
     p.add_argument("--recipe", default="baseline", help="a named recipe (see 'list recipes')")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any recipe knob, e.g. --set lr_schedule=cosine (repeatable)")
@@ -50,8 +51,7 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
-    if args.model not in MODEL_NAMES:
-        raise unknown("model", args.model, MODEL_NAMES)
+    check_model(args.model)  # a registered model, timm:NAME or torchvision:NAME
     sets = parse_sets(args.sets)
     if args.compile or args.compile_mode:
         sets["compile"] = "true"

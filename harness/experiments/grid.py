@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from harness.errors import HarnessError, unknown
 from harness.experiments.schema import DESIGNS, Experiment, parse_experiment
-from harness.models import MODEL_NAMES
+from harness.models import MODEL_NAMES, check_model
 from tricks.registry import BY_NAME, GRID_TRICKS, recipe_changes
 
 # The paper's order: Sec 3 (efficient training), then Sec 5's refinements as in Table 6.
@@ -97,8 +97,7 @@ def grid_data(model: str | None, tricks: str | list[str] | None, design: str,
         raise unknown("design", design, DESIGNS)
     if not model:
         raise HarnessError(f"run grid needs --model; valid choices: {', '.join(MODEL_NAMES)}")
-    if model not in MODEL_NAMES:
-        raise unknown("model", model, MODEL_NAMES)
+    check_model(model)  # a registered model, timm:NAME or torchvision:NAME
     names = parse_tricks(tricks)
     if not names:
         if design == "factorial":
@@ -113,7 +112,7 @@ def grid_data(model: str | None, tricks: str | list[str] | None, design: str,
     what = {"factorial": f"2^{len(names)} factorial", "loo": "leave-one-out",
             "stack": "stacked"}[design]
     data: dict[str, Any] = {
-        "name": f"grid-{design}-{model}-{'-'.join(names)}",
+        "name": f"grid-{design}-{model.replace(':', '_')}-{'-'.join(names)}",  # a file name
         "title": f"{model}: {what} design over {', '.join(names)}",
         "base_recipe": BASE_RECIPE,
         "design": design,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import HarnessError
-from harness.models import MODEL_NAMES
+from harness.models import MODEL_NAMES, check_model
 from harness.recipe import NAMED_RECIPES, Recipe, coerce_fields, named_recipe
 from tricks.registry import BY_NAME, GRID_TRICKS
 
@@ -137,8 +137,14 @@ def _model(obj: Any, src: str, key: str) -> str | None:
     if obj is None:
         return None
     name = _str(obj, src, key)
+    if ":" in name:  # timm:NAME, torchvision:NAME
+        try:
+            return check_model(name)
+        except HarnessError as exc:
+            raise _err(src, key, str(exc)) from None
     if name not in MODEL_NAMES:
-        raise _err(src, key, f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
+        raise _err(src, key, f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}, "
+                   "timm:NAME, torchvision:NAME")
     return name
 
 

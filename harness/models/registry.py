@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 from torch import nn
 
 from harness.errors import HarnessError, unknown
+from harness.models.external import check_external, create_external, external_input_size
 from harness.models.init import init_weights
 
 
@@ -56,14 +57,26 @@ def register_model(fn: Callable | None = None, *, name: str | None = None,
 
 def _builder(name: str) -> ModelBuilder:
     if name not in _REGISTRY:
-        raise unknown("model", name, MODEL_NAMES)
+        raise unknown("model", name, [*MODEL_NAMES, "timm:NAME", "torchvision:NAME"])
     return _REGISTRY[name]
 
 
 def default_input_size(name: str) -> int:
-    """Paper's training crop for ``name``: 224, or 299 for Inception-V3 (Sec 2.1, 4)."""
+    """Paper's training crop for ``name``: 224, or 299 for Inception-V3 (Sec 2.1, 4); an
+    external model's native crop (``harness.models.external``)."""
+    if ":" in name:
+        return external_input_size(name)
     _builder(name)
     return _INPUT_SIZES[name]
+
+
+def check_model(name: str) -> str:
+    """``name`` if it is a registered model or an existing ``timm:``/``torchvision:`` one;
+    else one line naming it and the valid (or closest) choices."""
+    if ":" in name:  # LIBRARY:NAME (an unknown library is named in the error too)
+        return check_external(name)
+    _builder(name)
+    return name
 
 
 def scale_channels(channels: int, width_mult: float, divisor: int = 8) -> int:
@@ -98,7 +111,22 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
                  width_mult: float = 1.0, small_input: bool = False,
                  blocks: tuple[int, ...] | None = None,
                  init: str = "xavier_uniform") -> nn.Module:
-    """Build the registered model ``name`` and initialise it with ``init`` (Sec 2.1)."""
+    """Build the registered model ``name`` and initialise it with ``init`` (Sec 2.1).
+
+    An external model (``timm:NAME``, ``torchvision:NAME``) is built by its library at its
+    own size (``width_mult``, ``small_input`` and ``blocks`` must keep their defaults) and
+    then gets the same ``init``: the recipe's initialisation replaces the library's, so a
+    baseline row is the Sec 2.1 baseline for every model (timm's ResNets, for one, zero the
+    last BN of each block by default, which would make every row a zero-gamma row).
+    """
+    if ":" in name:
+        _check_args(num_classes, in_chans, width_mult)
+        if width_mult != 1.0 or small_input or blocks is not None:
+            raise HarnessError(f"{name} is built at its library's size; width_mult, small_input "
+                               "and blocks apply only to the harness's own models "
+                               f"({', '.join(MODEL_NAMES[:3])}, ...)")
+        model = create_external(name, num_classes=int(num_classes), in_chans=int(in_chans))
+        return init_weights(model, init)
     builder = _builder(name)
     _check_args(num_classes, in_chans, width_mult)
     model = builder(num_classes=int(num_classes), in_chans=int(in_chans),

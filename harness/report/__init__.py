@@ -17,6 +17,7 @@ from harness.report.decomposition import decomposition_section, effects_rows
 from harness.report.figures import deltas_figure, label_smoothing_figure, lr_schedule_figure
 from harness.report.index import write_index
 from harness.report.markdown import render
+from harness.report.model_tricks import model_tricks_section
 from harness.report.tables import load_report_data, md_table
 from harness.report.verdicts import Looks
 from harness.scales import Scale
@@ -48,7 +49,8 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
             figs.append(d)
     task = {m: report_data.verdicts(m) for m in exp.metrics
             if exp.stacked and exp.kind != "classification" and m not in ("top1", "top5")}
-    sections = _decomposition(exp, scale, store_path, report_data, data_root)
+    sections = model_tricks_section(report_data) + _decomposition(exp, scale, store_path, report_data,
+                                                                  data_root)
     return folder / f"{exp.name}.md", render(report_data, verdicts, figs, "figures", task, sections)
 
 

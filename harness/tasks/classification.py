@@ -24,6 +24,7 @@ from harness.models.small_maps import use_small_map_convs
 from harness.recipe import Recipe
 from harness.scales import Scale
 from harness.spec import TrialSpec
+from harness.tasks.model_tricks import apply_model_tricks
 from harness.trial import TrainOptions, TrialResult, load_classifier, pick_device, seed_everything, set_threads
 from tricks.distillation import distillation_loss
 from tricks.label_smoothing import smooth_targets, soft_cross_entropy
@@ -31,7 +32,6 @@ from tricks.lr_schedule import LRSchedule
 from tricks.mixed_precision import autocast, guard_skipped_first_step, make_scaler, resolve_precision, set_tf32
 from tricks.mixup import mixup_batch
 from tricks.no_bias_decay import param_groups
-from tricks.zero_gamma import apply_zero_gamma
 
 GAP_QUANTILES = 101  # Figure 4: the logit-gap distribution kept as this many quantiles
 
@@ -51,18 +51,18 @@ def make_schedule(recipe: Recipe, scale: Scale, iters_per_epoch: int) -> LRSched
 def build_model(spec: TrialSpec, num_classes: int, in_chans: int, device: torch.device,
                 small_map_convs: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model with the paper's init (Sec 2.1) and zero-gamma when asked (Sec 3.1); on a
-    CPU, convs on <=2x2 maps take the dense-map fast path unless ``small_map_convs`` is off."""
+    CPU, convs on <=2x2 maps take the dense-map fast path unless ``small_map_convs`` is off.
+    ``meta["tricks"]``: what each model-level trick did to it (``harness.tasks.model_tricks``)."""
     kwargs = dict(spec.scale_obj.model_kwargs_for(spec.model), num_classes=num_classes,
                   in_chans=in_chans, init=spec.recipe.init)
     model = create_model(spec.model, **kwargs)
-    if spec.recipe.zero_gamma:
-        apply_zero_gamma(model)
+    tricks = apply_model_tricks(model, spec.model, spec.recipe)  # zero-gamma when asked (Sec 3.1)
     if small_map_convs and device.type == "cpu":
         use_small_map_convs(model)
     fmt = torch.channels_last if spec.recipe.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=fmt)
     meta = {"name": spec.model, "kwargs": {k: list(v) if isinstance(v, tuple) else v
-                                           for k, v in kwargs.items()}}
+                                           for k, v in kwargs.items()}, "tricks": tricks}
     return model, meta
 
 
@@ -280,6 +280,7 @@ class ClassificationTask:
             result.metrics["logit_gap"] = self._gaps
         if result.status == "done" and self._train_top1 is not None:
             result.metrics["train_top1"] = self._train_top1
+        result.metrics["model_tricks"] = dict(self.meta["tricks"])  # provenance: applied / skipped
 
     def state_dict(self) -> dict[str, Any]:
         c = self.ctx
