@@ -157,10 +157,16 @@ def bank_cells(store: str, need: int) -> dict[tuple[str, str], np.ndarray]:
 
 def residual_noise(cells: dict[tuple[str, str], np.ndarray]) -> Noise:
     """The bank as a noise source: each cell's own residuals (value - cell mean), scaled by
-    sqrt(n / (n - 1)) so their variance is the cell's sample variance, drawn with
-    replacement (a residual bootstrap: real tails and real per-cell spread, known truth)."""
+    sqrt(n / (n - 1)) so their variance is the cell's sample variance (real tails and real
+    per-cell spread, known truth). Up to the bank's seeds a cell they come in a random order
+    without replacement, as distinct seeds do; beyond it, with replacement (a bootstrap,
+    whose repeated values make small samples look quieter than distinct seeds would)."""
     res = {k: (v - v.mean()) * math.sqrt(len(v) / (len(v) - 1)) for k, v in cells.items()}
-    return lambda cell, n, rng: rng.choice(res[cell], size=n, replace=True)
+
+    def draw(cell: tuple[str, str], n: int, rng: np.random.Generator) -> np.ndarray:
+        r = res[cell]
+        return rng.permutation(r)[:n] if n <= len(r) else rng.choice(r, size=n, replace=True)
+    return draw
 
 
 def bank(store: str, tables: int, looks: Looks, arm: int, draws: int, seed: int) -> dict[str, Any]:
@@ -207,8 +213,8 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     if args.store:
         lines.append(f"Noise: the residuals of the bank's {result['cells']} Table 6 cells at `local` "
                      f"(seeds a cell: {sorted(set(result['seeds'].values()))}; pooled seed SD per model "
-                     f"{result['seed_sd']}), drawn with replacement (residual bootstrap) into "
-                     f"{args.tables} simulated runs per scenario, adaptive waves 3..{args.max_seeds} "
+                     f"{result['seed_sd']}), in a random order without replacement up to the bank's seeds, with "
+                     f"replacement beyond (residual bootstrap), into {args.tables} simulated runs per scenario, adaptive waves 3..{args.max_seeds} "
                      f"seeds per cell, {args.spending} spending; margin {MARGIN}; numpy seed {args.seed}.")
     else:
         lines.append(f"{args.tables} simulated Table 6 runs per scenario (6 rows x 3 models, seed "

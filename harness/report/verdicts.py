@@ -3,10 +3,15 @@
 The statistics (``harness.statistics``) are shared with the nightly gate:
 
 * seed noise is pooled per model (column) over every cell of the table (the residual SD of
-  ``metric ~ C(row)``), so an interval's degrees of freedom come from all of that model's
-  seeds, not from the two cells compared;
-* a row vs its parent is a difference of means with that pooled SD; paired by seed only
-  where the measured correlation says pairing helps (r >= ``PAIR_MIN_CORR`` on >= 3 seeds);
+  ``metric ~ C(row)``): the anchor of each cell's moderated variance below and the SD behind
+  the MDE and seeds-needed figures; the degrees of freedom of an interval come from all of
+  that model's cells (the prior's ``d0``) plus the two cells compared;
+* a row vs its parent is a difference of means whose variance comes from the two cells'
+  own seed variances shrunk toward the model's (Smyth's moderated variances,
+  ``harness.statistics.moderated``: the cells of one model differ up to threefold in seed SD
+  at ``local``, and one pooled SD under-covered the noisy ones), Welch-Satterthwaite df;
+  paired by seed only where the measured correlation says pairing helps (r >=
+  ``PAIR_MIN_CORR`` on >= 3 seeds);
 * the per-trick verdict pools the per-model deltas with a fixed-effect (inverse-variance)
   mean: the question is "does the trick help on these models";
 * ``reproduced`` / ``contradicted``: the interval at level ``1 - alpha`` excludes 0 on the
@@ -27,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.statistics import (VERDICT_NAMES, Interval, Noise, Pooled, Verdict, classify, diff_interval,
-                                interval_at, mde, nominal_level, pooled_effect, pooled_noise,
+                                interval_at, mde, moderated, nominal_level, pair_noise,
+                                pooled_effect, pooled_noise,
                                 seeds_needed, spending_bounds)
 
 ALPHA = 0.05
@@ -111,15 +117,17 @@ def column_noise(cells: dict[str, dict[int, float]]) -> Noise:
 
 def compare(row: str, parent: str, column: str, ours: dict[int, float], base: dict[int, float],
             noise: Noise, paper: float | None, margin: float, looks: Looks | None,
-            power: bool = True) -> Comparison:
+            power: bool = True, pair: Noise | None = None) -> Comparison:
     """A row vs its parent in one column, at the look its seed count reaches; ``power``: also
-    the MDE and the seeds the paper's delta needs (what an undecided verdict reports)."""
+    the MDE and the seeds the paper's delta needs (what an undecided verdict reports).
+    ``noise``: the model's pooled noise; ``pair``: the noise of this difference from the two
+    cells' moderated variances (:func:`harness.statistics.pair_noise`), used when given."""
     n_row, n_parent = len(ours), len(base)
     if not ours or not base:
         return Comparison(row, parent, column, None, paper, Verdict("not run", None, "a side has no value"),
                           n_row=n_row, n_parent=n_parent)
     alpha = looks.alpha(min(n_row, n_parent)) if looks else ALPHA
-    iv = diff_interval(ours, base, noise, level=1 - alpha, pair_min_corr=PAIR_MIN_CORR)
+    iv = diff_interval(ours, base, pair or noise, level=1 - alpha, pair_min_corr=PAIR_MIN_CORR)
     verdict = classify(iv, interval_at(iv, 1 - 2 * alpha), paper, margin)
     cmp = Comparison(row, parent, column, iv, paper, verdict, alpha, n_row, n_parent,
                      noise_sd=noise.sd if math.isfinite(noise.sd) else None)
@@ -181,8 +189,11 @@ def analyse(data: Any, metric: str, margin: float, looks: Looks | None = None,
     table's ReportData (harness.report.tables); ``power=False`` skips the MDE and seeds-needed
     figures (the adaptive loop only needs the verdicts)."""
     exp = data.exp
-    noise = {col.label: column_noise({row.label: data.cells[(row.label, col.label)].values(metric)
-                                      for row in exp.rows}) for col in exp.columns}
+    values = {col.label: {row.label: data.cells[(row.label, col.label)].values(metric) for row in exp.rows}
+              for col in exp.columns}
+    noise = {col: column_noise(cells) for col, cells in values.items()}
+    cell_var = {col: moderated({row: list(v.values()) for row, v in cells.items()})
+                for col, cells in values.items()}
     per_model, per_trick = [], []
     for i, row in enumerate(exp.rows):
         p = data.parent_index(i)
@@ -195,7 +206,8 @@ def analyse(data: Any, metric: str, margin: float, looks: Looks | None = None,
             base = data.cells[(parent.label, col.label)].values(metric)
             members.append(compare(row.label, parent.label, col.label, ours, base,
                                    noise[col.label], data.paper_delta(i, p, j, metric), margin, looks,
-                                   power))
+                                   power, pair_noise(cell_var[col.label][row.label],
+                                                     cell_var[col.label][parent.label])))
         per_model += members
         if len(members) > 1:
             per_trick.append(pool(members, margin, power))
