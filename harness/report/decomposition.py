@@ -21,7 +21,7 @@ from harness.experiments import Experiment
 from harness.experiments.decompose import compound_rows, decompose_experiment, knob_names
 from harness.report.tables import load_report_data, md_table
 from harness.report.verdicts import Looks
-from harness.scales import Scale
+from harness.scales import Scale, ScaleOverrides
 from harness.statistics import Interval, classify, interval_at
 
 ALL_STORED = Looks(first=2, max_seeds=64)  # read every stored seed of a corner (>= 2 shown)
@@ -68,7 +68,8 @@ def effects_rows(data: Any, metric: str, margin: float) -> list[list[Any]]:
 
 
 def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
-                          data_root: str | None = None) -> list[str]:
+                          data_root: str | None = None,
+                          overrides: ScaleOverrides = ScaleOverrides()) -> list[str]:
     """The markdown lines of the section (empty when no row is compound)."""
     table = compound_table(exp)
     if table is None:
@@ -79,7 +80,8 @@ def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
     metric = "top1" if "top1" in exp.metrics else exp.metrics[0]
     for row in compound_rows(exp):
         dexp = decompose_experiment(exp, row)
-        data = load_report_data(dexp, scale, store, data_root=data_root, looks=ALL_STORED)
+        data = load_report_data(dexp, scale, store, data_root=data_root, looks=ALL_STORED,
+                                overrides=overrides)
         stored = all(len(data.cells[(r.label, c.label)].values(metric)) >= 2
                      for r in dexp.rows for c in dexp.columns)
         lines += [f"### '{row}' decomposed", ""]
