@@ -18,7 +18,7 @@ from typing import Iterator, Protocol
 
 import torch
 
-from harness.data import AugConfig, InMemoryDataset, load_in_memory, open_imagefolder
+from harness.data import AugConfig, DataError, InMemoryDataset, load_in_memory, open_imagefolder
 from harness.data.augment import Shard, batch_augment, eval_batch, normalize, photometric
 from harness.data.folder_memory import fits_in_memory, load_folder_split
 from harness.data.decode import bytes_loader, collate_bytes, decode_batch, eval_images, train_crops
@@ -219,6 +219,10 @@ def _folder_in_memory(root: str, scale: Scale, batch_size: int, device: torch.de
     """A user's small ImageFolder at a miniature scale, decoded once into memory at the
     scale's image size (``harness.data.folder_memory``) and normalised with the scale's
     measured mean/std: the in-memory path, no DataLoader workers."""
+    if (scale.train_images or 0) < batch_size:
+        raise DataError(f"{root}: {scale.train_images} training images, fewer than one batch of {batch_size}; "
+                        "valid: a folder with at least one batch of training images, or a smaller "
+                        "--set batch_size (the paper's; the scale divides it)")
     train = load_folder_split(root, "train", scale.image_size, scale.mean, scale.std)
     test = load_folder_split(root, "val", scale.image_size, scale.mean, scale.std)
     eval_batch = 256 if device.type == "cpu" else 1024

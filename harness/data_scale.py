@@ -43,6 +43,14 @@ def folder_of(spec: TrialSpec, data_root: str | None = None) -> str | None:
     return spec.data if spec.data and spec.data not in BUILTIN_DATA else None
 
 
+def check_overrides(spec: TrialSpec) -> None:
+    """HarnessError (one line) for an override the spec's data cannot take: --image-size on
+    an in-memory built-in set (Fashion-MNIST is 28 px, synthetic the scale's own)."""
+    if spec.overrides.image_size and spec.dataset in BUILTIN_DATA:
+        raise HarnessError(f"bad --image-size {spec.overrides.image_size} for dataset {spec.dataset!r}; "
+                           "valid: --image-size with an ImageFolder (--data-root PATH with train/ and val/)")
+
+
 def trial_scale(spec: TrialSpec, data_root: str | None = None, cache_dir: str | None = None,
                 count_folder: bool = True) -> Scale:
     """The spec's scale fitted to its data and overrides (module doc). Reads the folder's
@@ -50,9 +58,7 @@ def trial_scale(spec: TrialSpec, data_root: str | None = None, cache_dir: str | 
     ``count_folder=False``: at the paper scale, do not list the folder to count its images
     (the trainer counts them itself; ImageNet is 1.3M files)."""
     base = spec.scale_obj
-    if spec.overrides.image_size and spec.dataset in BUILTIN_DATA:
-        raise HarnessError(f"bad --image-size {spec.overrides.image_size} for dataset {spec.dataset!r}; "
-                           "valid: --image-size with an ImageFolder (--data-root PATH with train/ and val/)")
+    check_overrides(spec)
     if spec.user_folder:
         scale = folder_scale(base, folder_stats(spec.data, cache_dir), spec.overrides)
     elif spec.dataset in BUILTIN_IMAGES:
@@ -107,15 +113,18 @@ def with_epochs(scale: Scale, epochs: int) -> Scale:
                    deviations=(*devs[:1], line, *devs[1:]))
 
 
-def plan_scale(plan, data_root: str | None = None) -> Scale:
+def plan_scale(plan, data_root: str | None = None, strict: bool = False) -> Scale:
     """The scale of a plan's trials (they share data and overrides), for reports and
-    estimates; the preset, with a deviation saying so, when the folder cannot be read."""
+    estimates; the preset, with a deviation saying so, when the folder cannot be read
+    (``strict``: raise the DataError instead, as a run does before training)."""
     trials = plan.all_trials()
     if not trials:
         return plan.scale
     try:
         return trial_scale(trials[0], data_root)
     except DataError as e:
+        if strict:
+            raise
         return replace(plan.scale, deviations=(*plan.scale.deviations,
                        f"the data-derived settings could not be read back: {e}"))
 
@@ -156,14 +165,14 @@ def folder_deviations(scale: Scale, stats: FolderStats, overrides: ScaleOverride
             f"training images give only {_ipe(stats, 32)} steps an epoch at batch 32 and {_ipe(stats, 128)} at "
             "batch 128; step milestones and warmup keep their fraction of the schedule (per-iteration)",
             "batch = paper batch / 8 (256 -> 32, 1024 -> 128); lr = paper lr / 8 x 2 (0.1 -> 0.025, 0.4 -> "
-            "0.1): the local scale's rule, chosen on Fashion-MNIST's 3-5 epoch schedules, not tuned for this data",
+            "0.1): the local preset's rule (chosen for its own 3-5 epoch schedules), not tuned for this data",
             LOCAL_MODELS,
             "flip only: no random-resized crop (area 100%: the whole image), colour jitter or PCA lighting "
             "(the local scale's augmentation)",
             f"evaluation on the whole {size}x{size} validation image (the same resize and center crop)",
             LOCAL_FP16, LOCAL_TEACHER, LOCAL_THREADS,
-            f"'no effect' margin +-{scale.equivalence_margin:g} point of top-1 (the local scale's, fixed on "
-            f"Fashion-MNIST); on {stats.val_images:,} validation images one image is "
+            f"'no effect' margin +-{scale.equivalence_margin:g} point of top-1 (the local preset's, fixed "
+            f"before any result); on {stats.val_images:,} validation images one image is "
             f"{100 / max(1, stats.val_images):.2f} points and the binomial SD at 50% accuracy {margin_sd:.2f} points")
 
 

@@ -141,6 +141,14 @@ def scale_override_args(p: argparse.ArgumentParser) -> None:
                    "ImageFolder at local at least 1,000 SGD steps for a 120-epoch recipe)")
 
 
+def check_plan_overrides(plan: Any) -> None:
+    """Bad --image-size for the plan's data: one line, exit 2, before anything is written."""
+    from harness.data_scale import check_overrides
+
+    for spec in plan.all_trials()[:1]:  # a plan's trials share data and overrides
+        check_overrides(spec)
+
+
 def scale_overrides(args: argparse.Namespace) -> ScaleOverrides:
     """The --image-size / --epochs of ``args`` (0 = the scale's own rule)."""
     return ScaleOverrides(image_size=getattr(args, "image_size", 0) or 0, epochs=getattr(args, "epochs", 0) or 0)
@@ -151,7 +159,7 @@ def schedule_warnings(plan: Any, data_root: str | None) -> list[str]:
     each also printed on stderr; measures a user's folder (cached) when not yet measured."""
     from harness.data_scale import plan_scale, schedule_warnings as warnings
 
-    scale = plan_scale(plan, data_root)
+    scale = plan_scale(plan, data_root, strict=True)
     lines = warnings(scale, [t.recipe for t in plan.all_trials()])
     for line in lines:
         print(line, file=sys.stderr, flush=True)

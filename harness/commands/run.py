@@ -6,7 +6,8 @@ import sys
 from dataclasses import asdict
 
 from harness.commands.args import (check_storage, cluster_args, dataset, decisive_args, emit_json,
-                                   json_arg, loading_args, looks, run_options, scale_override_args, scale_overrides,
+                                   check_plan_overrides, json_arg, loading_args, looks, run_options,
+                                   scale_override_args, scale_overrides,
                                    schedule_warnings, seeds_args, table_args)
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
@@ -89,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_address(args.address)  # unreachable cluster: one line, exit 2, nothing written
     exp = load_table(args)
     plan = make_plan(exp, scale, args.seeds, data=dataset(args, exp), overrides=scale_overrides(args))
+    check_plan_overrides(plan)
     if args.dry_run:
         from harness.estimate import print_plan  # tabulate
 
@@ -108,8 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.store import Store  # pandas
 
     check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
-    Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     schedule_warnings(plan, args.data_root)  # measures a user's folder once, before the workers
+    Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     if rule is not None:
         return _run_decisive(args, exp, scale, rule, budget)
     summary = run_plan(plan, run_options(args), argv=sys.argv)
