@@ -298,3 +298,23 @@ def test_cosine_recipe_at_paper_with_one_epoch_has_no_milestone_complaint():
     under the step schedule)."""
     recipe = named_recipe("baseline").replace(epochs="1", lr_schedule="cosine").validate()
     assert recipe.epochs == 1
+
+
+def test_report_of_the_example_on_a_folder_renders_its_scale(folder, tmp_path, monkeypatch):
+    """The example's report (no trial stored yet): the folder's deviations and schedules, and
+    the compound rows' decomposition section looks its corners up on the same folder (it used
+    to stop with 'needs its own dataset as an ImageFolder')."""
+    from harness.report import build_report
+    from harness.store import Store
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "s.sqlite"
+    Store(str(store)).close()
+    exp = load_experiment(str(REPO / "examples" / "imagefolder_table.toml"))
+    _, text = build_report(exp, get_scale("local"), store, [0, 1], tmp_path / "reports",
+                           data=str(folder), figures=False)
+    section = text[text.index("## Scale and deviations"):text.index("## Provenance")]
+    assert f"dataset the ImageFolder {folder.resolve()} (3 classes, 12 training / 6 validation images)" in section
+    assert "- schedule: 120 paper epochs at batch 128: 1000 epochs x 1 iterations = 1,000 SGD steps" in section
+    assert "Fashion-MNIST" not in section
+    assert "'+ mixup' decomposed" in text

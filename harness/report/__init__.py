@@ -62,7 +62,9 @@ def _decomposition(exp: Experiment, scale: Scale, store_path: str | Path, data,
         return ["## Each knob's effect", "", md_table(["column", "effect of", "seeds per corner",
                 "effect [95% CI]", "verdict"], effects_rows(data, metric, scale.equivalence_margin)), ""]
     if exp.stacked and exp.design == "table":
-        return decomposition_section(exp, scale, store_path, data_root, overrides)
+        trials = data.plan.all_trials()
+        own = trials[0].data or None if trials else None  # a user's folder: the corners' too
+        return decomposition_section(exp, scale, store_path, data_root, overrides, own)
     return []
 
 

@@ -69,8 +69,10 @@ def effects_rows(data: Any, metric: str, margin: float) -> list[list[Any]]:
 
 def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
                           data_root: str | None = None,
-                          overrides: ScaleOverrides = ScaleOverrides()) -> list[str]:
-    """The markdown lines of the section (empty when no row is compound)."""
+                          overrides: ScaleOverrides = ScaleOverrides(),
+                          data: str | None = None) -> list[str]:
+    """The markdown lines of the section (empty when no row is compound). ``data``: the
+    table's own data set (a user's ImageFolder), which the corners' trials share."""
     table = compound_table(exp)
     if table is None:
         return []
@@ -80,9 +82,9 @@ def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
     metric = "top1" if "top1" in exp.metrics else exp.metrics[0]
     for row in compound_rows(exp):
         dexp = decompose_experiment(exp, row)
-        data = load_report_data(dexp, scale, store, data_root=data_root, looks=ALL_STORED,
-                                overrides=overrides)
-        stored = all(len(data.cells[(r.label, c.label)].values(metric)) >= 2
+        corners = load_report_data(dexp, scale, store, data=data, data_root=data_root, looks=ALL_STORED,
+                                   overrides=overrides)
+        stored = all(len(corners.cells[(r.label, c.label)].values(metric)) >= 2
                      for r in dexp.rows for c in dexp.columns)
         lines += [f"### '{row}' decomposed", ""]
         if not stored:
@@ -95,5 +97,5 @@ def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
                   f"df; verdict as above with the ±{scale.equivalence_margin:g} margin "
                   "(`differs`: the interval excludes 0; the paper has no per-knob numbers).", "",
                   md_table(["column", "effect of", "seeds per corner", "effect [95% CI]", "verdict"],
-                           effects_rows(data, metric, scale.equivalence_margin)), ""]
+                           effects_rows(corners, metric, scale.equivalence_margin)), ""]
     return lines
