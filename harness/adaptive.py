@@ -23,7 +23,7 @@ from harness.metrics import main_metric
 from harness.orchestrator import RunOptions, RunSummary, run_plan
 from harness.report.tables import load_report_data
 from harness.report.verdicts import Looks, TrickVerdicts
-from harness.scales import Scale
+from harness.scales import Scale, ScaleOverrides
 
 Cell = tuple[str, str]
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -80,9 +80,11 @@ def cells_to_grow(v: TrickVerdicts) -> set[Cell]:
 
 def until_decisive(exp: Experiment, scale: Scale, opts: RunOptions, looks: Looks,
                    budget_s: float | None = None, data: str | None = None,
-                   log: Callable[[str], None] = print) -> AdaptiveSummary:
-    """Run ``exp`` in waves until its verdicts decide; see the module docstring."""
-    full = make_plan(exp, scale, seeds=looks.max_seeds, data=data)
+                   log: Callable[[str], None] = print,
+                   overrides: ScaleOverrides = ScaleOverrides()) -> AdaptiveSummary:
+    """Run ``exp`` in waves until its verdicts decide; see the module docstring.
+    ``overrides``: the run's --image-size / --epochs (in every trial's hash)."""
+    full = make_plan(exp, scale, seeds=looks.max_seeds, data=data, overrides=overrides)
     seeds = {cell: looks.first for cell in full.trials}
     out = AdaptiveSummary(exp.name, scale.name, asdict(looks))
     metric = main_metric(exp.kind)
@@ -100,7 +102,7 @@ def until_decisive(exp: Experiment, scale: Scale, opts: RunOptions, looks: Looks
         out.trials, out.failed = todo, summary.failed
         trained = summary.done + summary.failed + summary.diverged
         last_rate = summary.wall_s / trained if trained else last_rate
-        report = load_report_data(exp, scale, opts.store, data=data, looks=looks)
+        report = load_report_data(exp, scale, opts.store, data=data, looks=looks, overrides=overrides)
         for cell, n in _prefix_seeds(report).items():  # an interrupted run may have stored more
             seeds[cell] = max(seeds[cell], n)
         v = report.verdicts(metric, power=False) if exp.stacked else None

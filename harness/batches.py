@@ -18,8 +18,9 @@ from typing import Iterator, Protocol
 
 import torch
 
-from harness.data import AugConfig, InMemoryDataset, load_in_memory, open_imagefolder
+from harness.data import AugConfig, DataError, InMemoryDataset, load_in_memory, open_imagefolder
 from harness.data.augment import Shard, batch_augment, eval_batch, normalize, photometric
+from harness.data.folder_memory import fits_in_memory, load_folder_split
 from harness.data.decode import bytes_loader, collate_bytes, decode_batch, eval_images, train_crops
 from harness.data.imagefolder import default_workers
 from harness.errors import HarnessError, unknown
@@ -205,10 +206,27 @@ def aug_config(scale: Scale, data: InMemoryDataset | None, model: str | None = N
                   pca_std=0.1 if scale.pca_lighting else 0.0, eval_resize=eval_resize)
     if data is not None:
         kwargs.update(mean=tuple(data.mean), std=tuple(data.std))
+    if scale.mean is not None and scale.std is not None:  # measured on the folder (data_scale.py)
+        kwargs.update(mean=tuple(scale.mean), std=tuple(scale.std))
     return AugConfig(**kwargs)
 
 
 DECODE_MODES = ("workers", "device")
+
+
+def _folder_in_memory(root: str, scale: Scale, batch_size: int, device: torch.device,
+                      model: str | None) -> InMemoryBatches:
+    """A user's small ImageFolder at a miniature scale, decoded once into memory at the
+    scale's image size (``harness.data.folder_memory``) and normalised with the scale's
+    measured mean/std: the in-memory path, no DataLoader workers."""
+    if (scale.train_images or 0) < batch_size:
+        raise DataError(f"{root}: {scale.train_images} training images, fewer than one batch of {batch_size}; "
+                        "valid: a folder with at least one batch of training images, or a smaller "
+                        "--set batch_size (the paper's; the scale divides it)")
+    train = load_folder_split(root, "train", scale.image_size, scale.mean, scale.std)
+    test = load_folder_split(root, "val", scale.image_size, scale.mean, scale.std)
+    eval_batch = 256 if device.type == "cpu" else 1024
+    return InMemoryBatches(train, test, aug_config(scale, train, model), batch_size, device, eval_batch)
 
 
 def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.device,
@@ -233,6 +251,9 @@ def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.devi
         eval_batch = 256 if device.type == "cpu" else 1024
         return InMemoryBatches(train, test, aug_config(scale, train, model), batch_size, device, eval_batch)
     root = data_root if dataset == "imagefolder" else dataset
+    if root and scale.from_data and scale.name != "paper" and scale.train_images is not None \
+            and fits_in_memory(scale.train_images + (scale.val_images or 0), scale.image_size):
+        return _folder_in_memory(root, scale, batch_size, device, model)
     if not root:
         raise HarnessError(f"scale {scale.name!r} trains on an ImageFolder: pass --data-root "
                            "PATH (a folder with train/<class>/* and val/<class>/*)")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from harness.data_scale import plan_scale
 from harness.experiments import Plan
+from harness.scales import Scale
 from harness.models import model_stats
 from harness.store import Store
 from harness.transfer import resolve_settings
@@ -28,17 +30,21 @@ TRAIN_IMAGES = {"fashion_mnist": 60000, "synthetic": 2048, "imagefolder": 1_281_
 TRANSFER_SECONDS = {"smoke": 5.0, "local": 60.0}  # measured per fine-tune on one core (docs/transfer.md)
 
 
-def trial_epochs(plan: Plan, spec) -> int:
+def trial_epochs(plan: Plan, spec, scale: Scale | None = None) -> int:
+    """Epochs of ``spec`` at ``scale`` (default: the plan's scale on its data, plan_scale)."""
     if spec.task != "classification":
         return int(resolve_settings(spec)["epochs"])
-    return plan.scale.epochs(spec.recipe)
+    return (scale or plan_scale(plan)).epochs(spec.recipe)
 
 
-def trial_seconds(plan: Plan, model: str, epochs: int, macs: dict[str, float], task: str = "classification") -> float:
-    scale = plan.scale
+def trial_seconds(plan: Plan, model: str, epochs: int, macs: dict[str, float], task: str = "classification",
+                  scale: Scale | None = None) -> float:
+    """Estimated compute of one trial: epochs x training images (a user's folder: its own
+    count) x 3 x forward MACs at the stated rate."""
+    scale = scale or plan_scale(plan)
     if task != "classification":
         return TRANSFER_SECONDS.get(scale.name, 3600.0)
-    n = scale.train_subset or TRAIN_IMAGES.get(scale.dataset, TRAIN_IMAGES["imagefolder"])
+    n = scale.train_images or scale.train_subset or TRAIN_IMAGES.get(scale.dataset, TRAIN_IMAGES["imagefolder"])
     rate = GPU_TRAIN_MACS_PER_S if scale.name == "paper" else CPU_TRAIN_MACS_PER_S
     return epochs * n * 3 * macs[model] / rate
 
@@ -48,20 +54,23 @@ def longest_first(plan: Plan, stage: list, macs: dict[str, int | None]) -> list:
     trials at a time the stage then ends with short trials, not one long one running alone
     while the other slots idle before the next stage can start. Stable for equal estimates."""
     flat = {k: float(v or 0) for k, v in macs.items()}
-    return sorted(stage, key=lambda t: -trial_seconds(plan, t.model, trial_epochs(plan, t), flat, t.task))
+    scale = plan_scale(plan)
+    return sorted(stage, key=lambda t: -trial_seconds(plan, t.model, trial_epochs(plan, t, scale), flat,
+                                                      t.task, scale))
 
 
-def print_plan(plan: Plan, store_path: str) -> None:
+def print_plan(plan: Plan, store_path: str, data_root: str | None = None) -> None:
     stored: set[str] = set()
     if Path(store_path).exists():
         with Store(store_path, readonly=True) as st:
             stored = st.done_hashes([t.hash for t in plan.all_trials()])
-    macs = {k: float(v or 0) for k, v in model_macs(plan).items()}
+    scale = plan_scale(plan, data_root)
+    macs = {k: float(v or 0) for k, v in model_macs(plan, scale).items()}
     rows, total = [], 0.0
     for i, stage in enumerate(plan.stages()):
         for t in stage:
-            epochs = trial_epochs(plan, t)
-            secs = trial_seconds(plan, t.model, epochs, macs, t.task)
+            epochs = trial_epochs(plan, t, scale)
+            secs = trial_seconds(plan, t.model, epochs, macs, t.task, scale)
             total += 0 if t.hash in stored else secs
             rows.append([i + 1, t.row, t.column, t.model if t.task == "classification" else f"{t.model} ({t.task})",
                          t.seed, epochs, ",".join(t.recipe.tricks()),
@@ -72,19 +81,24 @@ def print_plan(plan: Plan, store_path: str) -> None:
     amount = total / 3600 if plan.scale.name == "paper" else total / 60
     print(f"\n{len(rows)} trials in {len(plan.stages())} stage(s), {len(stored)} stored; "
           f"estimated compute for the rest: {amount:.1f} {unit}")
+    if scale.train_images:
+        print(f"data: {scale.train_images:,} training images at {scale.image_size} px"
+              + (f" ({scale.from_data})" if scale.from_data else ""))
 
 
-def model_macs(plan: Plan) -> dict[str, int | None]:
-    """Multiply-adds of each model at the scale's size (for Table 5 and compute estimates)."""
+def model_macs(plan: Plan, scale: Scale | None = None) -> dict[str, int | None]:
+    """Multiply-adds of each model at the scale's size (for Table 5 and compute estimates);
+    ``scale``: the plan's scale on its data (default: the preset's)."""
+    scale = scale or plan.scale
+    classes = scale.num_classes or (10 if scale.dataset != "imagefolder" else 1000)
     out: dict[str, int | None] = {}
     for spec in plan.all_trials():
         if spec.model not in out:
-            kw = plan.scale.model_kwargs_for(spec.model)
+            kw = scale.model_kwargs_for(spec.model)
             try:
-                out[spec.model] = int(model_stats(spec.model, input_size=plan.scale.image_size,
-                                                  in_chans=1 if plan.scale.dataset == "fashion_mnist" else 3,
-                                                  num_classes=10 if plan.scale.dataset != "imagefolder" else 1000,
-                                                  **kw)["macs"])
+                out[spec.model] = int(model_stats(spec.model, input_size=scale.image_size,
+                                                  in_chans=1 if scale.dataset == "fashion_mnist" else 3,
+                                                  num_classes=classes, **kw)["macs"])
             except Exception:
                 out[spec.model] = None
     return out

@@ -12,10 +12,15 @@ from typing import Any
 
 from harness.models.external import is_external, library_version
 from harness.recipe import Recipe, stable_hash
-from harness.scales import Scale, get_scale
+from harness.scales import Scale, ScaleOverrides, get_scale
 
 # Recipe fields that change speed only, not results: kept out of the trial hash.
 EXECUTION_FIELDS = ("channels_last", "compile", "compile_mode")
+BUILTIN_DATA = ("fashion_mnist", "synthetic")  # in-memory sets; anything else is an ImageFolder
+# The rule a scale follows on a user's ImageFolder at smoke/local (harness/data_scale.py):
+# native image size, the training split's own mean/std, the step floor. In such a trial's
+# hash, so those trials are not confused with the ones stored before the rule existed.
+USER_DATA_RULE = "user-data-v1"
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class TrialSpec:
     task: str = "classification"  # | detection | segmentation (Sec 6 transfer)
     backbone: "TrialSpec | None" = None  # the classification trial a transfer trial starts from
     task_args: str = ""  # JSON of the transfer settings (experiment's 'transfer' block)
+    overrides: ScaleOverrides = ScaleOverrides()  # --image-size, --epochs (harness/data_scale.py)
     table: str = field(default="", compare=False)
     row: str = field(default="", compare=False)
     column: str = field(default="", compare=False)
@@ -43,6 +49,13 @@ class TrialSpec:
     def dataset(self) -> str:
         return self.data or self.scale_obj.dataset
 
+    @property
+    def user_folder(self) -> bool:
+        """An ImageFolder named by the spec itself at a miniature scale: the scale is then
+        derived from that folder (harness/data_scale.py)."""
+        return bool(self.data) and self.data not in BUILTIN_DATA and self.data != "imagefolder" \
+            and self.scale != "paper"
+
     def hash_payload(self) -> dict[str, Any]:
         recipe = {k: v for k, v in self.recipe.to_dict().items() if k not in EXECUTION_FIELDS}
         return {
@@ -53,7 +66,15 @@ class TrialSpec:
             "seed": self.seed,
             "data": self.dataset,
             "teacher": self.teacher.hash if self.teacher else None,
-        } | self._task_payload() | self._library_payload()
+        } | self._task_payload() | self._library_payload() | self._scale_payload()
+
+    def _scale_payload(self) -> dict[str, Any]:
+        """A user folder's derived scale and the user's overrides; a Fashion-MNIST, synthetic
+        or paper-scale trial without overrides adds nothing (its hash is unchanged)."""
+        out: dict[str, Any] = dict(self.overrides.payload())
+        if self.user_folder:
+            out["scale_rule"] = USER_DATA_RULE
+        return out
 
     def _task_payload(self) -> dict[str, Any]:
         """Transfer trials add their task; classification hashes stay as they always were."""
@@ -82,7 +103,8 @@ def spec_to_dict(spec: TrialSpec) -> dict[str, Any]:
             "seed": spec.seed, "data": spec.data, "table": spec.table, "row": spec.row,
             "column": spec.column, "teacher": spec_to_dict(spec.teacher) if spec.teacher else None,
             "task": spec.task, "task_args": spec.task_args,
-            "backbone": spec_to_dict(spec.backbone) if spec.backbone else None}
+            "backbone": spec_to_dict(spec.backbone) if spec.backbone else None,
+            "overrides": spec.overrides.payload()}
 
 
 def spec_from_dict(d: dict[str, Any]) -> TrialSpec:
@@ -91,4 +113,5 @@ def spec_from_dict(d: dict[str, Any]) -> TrialSpec:
                      teacher=spec_from_dict(d["teacher"]) if d.get("teacher") else None,
                      task=d.get("task", "classification"), task_args=d.get("task_args", ""),
                      backbone=spec_from_dict(d["backbone"]) if d.get("backbone") else None,
+                     overrides=ScaleOverrides(**d.get("overrides", {})),
                      table=d.get("table", ""), row=d.get("row", ""), column=d.get("column", ""))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.experiments import Experiment
-from harness.scales import SCALES
+from harness.scales import SCALES, ScaleOverrides
 from harness.storage import STORAGE_ENV, Storage, probe
 from harness.store import DEFAULT_STORE
 from harness.trial import TrainOptions
@@ -156,6 +156,43 @@ def looks(args: argparse.Namespace) -> Any:
 
 def json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="last stdout line: a JSON summary")
+
+
+# ---- a user's data set: the overrides of its derived scale (harness/data_scale.py) ------
+def scale_override_args(p: argparse.ArgumentParser) -> None:
+    """--image-size N and --epochs N (train, run, report): in every trial's hash when set."""
+    p.add_argument("--image-size", type=integer(1), default=0, metavar="N",
+                   help="ImageFolder data: train and evaluate on N x N px images (default: at smoke/local "
+                   "the training images' median shorter side, measured; at paper 224)")
+    p.add_argument("--epochs", type=integer(1), default=0, metavar="N",
+                   help="train N epochs for the paper's 120-epoch schedule (a 200-epoch row ceil(N x 200/120)); "
+                   "step milestones and warmup keep their fraction (default: the scale's rule; on an "
+                   "ImageFolder at local at least 1,000 SGD steps for a 120-epoch recipe)")
+
+
+def check_plan_overrides(plan: Any) -> None:
+    """Bad --image-size for the plan's data: one line, exit 2, before anything is written."""
+    from harness.data_scale import check_overrides
+
+    for spec in plan.all_trials()[:1]:  # a plan's trials share data and overrides
+        check_overrides(spec)
+
+
+def scale_overrides(args: argparse.Namespace) -> ScaleOverrides:
+    """The --image-size / --epochs of ``args`` (0 = the scale's own rule)."""
+    return ScaleOverrides(image_size=getattr(args, "image_size", 0) or 0, epochs=getattr(args, "epochs", 0) or 0)
+
+
+def schedule_warnings(plan: Any, data_root: str | None) -> list[str]:
+    """One line per schedule of ``plan`` too short for its data (harness/data_scale.py),
+    each also printed on stderr; measures a user's folder (cached) when not yet measured."""
+    from harness.data_scale import plan_scale, schedule_warnings as warnings
+
+    scale = plan_scale(plan, data_root, strict=True)
+    lines = warnings(scale, [t.recipe for t in plan.all_trials()])
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+    return lines
 
 
 # ---- checks ---------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.args import dataset, decisive_args, looks, seeds_args, table_args
+from harness.commands.args import (dataset, decisive_args, looks, scale_override_args, scale_overrides, seeds_args,
+                                   table_args)
 from harness.errors import HarnessError
 from harness.experiments import load_experiment
 from harness.experiments.decompose import decompose_experiment
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("history_table", nargs="?", default=None, metavar="TABLE",
                    help="with 'history': the table whose gate history to plot")
     table_args(p)
+    scale_override_args(p)
     seeds_args(p, help="seeds per cell the table was run with (default: the scale's)")
     p.add_argument("--out", default="reports", help="reports folder (default reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
@@ -69,6 +71,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(exp, scale, args.store,
                         seeds=list(range(args.seeds)) if args.seeds else None,
                         out_dir=args.out, data=dataset(args, exp), data_root=args.data_root,
-                        figures=not args.no_figures, looks=looks(args))
+                        figures=not args.no_figures, looks=looks(args), overrides=scale_overrides(args))
     print(path)
     return 0

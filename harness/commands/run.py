@@ -5,8 +5,9 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from harness.commands.args import (check_storage, check_tracking, cluster_args, dataset, decisive_args,
-                                   emit_json, json_arg, loading_args, looks, run_options, seeds_args,
+from harness.commands.args import (check_plan_overrides, check_storage, check_tracking, cluster_args, dataset,
+                                   decisive_args, emit_json, json_arg, loading_args, looks, run_options,
+                                   scale_override_args, scale_overrides, schedule_warnings, seeds_args,
                                    table_args, tracking_args)
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--design", default="factorial", help="grid: factorial | loo | stack")
     loading_args(p)
     tracking_args(p)
+    scale_override_args(p)
     decisive_args(p)
     p.add_argument("--decompose", default=None, metavar="ROW",
                    help="run the 2^k corners between ROW (a row changing several knobs, e.g. "
@@ -58,7 +60,7 @@ def _report(args: argparse.Namespace, exp, scale, seeds, rule) -> str | None:
     from harness.report import write_report  # pandas, matplotlib
 
     report = str(write_report(exp, scale, args.store, seeds=seeds, data=dataset(args, exp),
-                              data_root=args.data_root, looks=rule))
+                              data_root=args.data_root, looks=rule, overrides=scale_overrides(args)))
     print(f"report: {report}", file=sys.stderr)
     return report
 
@@ -68,7 +70,8 @@ def _run_decisive(args: argparse.Namespace, exp, scale, rule, budget: float | No
     from harness.adaptive import until_decisive  # Ray
 
     opts = run_options(args)
-    summary = until_decisive(exp, scale, opts, rule, budget, data=dataset(args, exp), log=opts.log)
+    summary = until_decisive(exp, scale, opts, rule, budget, data=dataset(args, exp), log=opts.log,
+                             overrides=scale_overrides(args))
     report = _report(args, exp, scale, None, rule)
     out = {**summary.to_json(), "report": report}
     last = summary.waves[-1] if summary.waves else None
@@ -87,11 +90,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address and not args.dry_run:
         check_address(args.address)  # unreachable cluster: one line, exit 2, nothing written
     exp = load_table(args)
-    plan = make_plan(exp, scale, args.seeds, data=dataset(args, exp))
+    plan = make_plan(exp, scale, args.seeds, data=dataset(args, exp), overrides=scale_overrides(args))
+    check_plan_overrides(plan)
     if args.dry_run:
         from harness.estimate import print_plan  # tabulate
 
-        print_plan(plan, args.store)
+        print_plan(plan, args.store, args.data_root)
+        schedule_warnings(plan, args.data_root)
         return 0
     rule = looks(args)
     budget = None
@@ -107,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
     check_tracking(args)  # --log-dir without --log mlflow: one line, exit 2, nothing written
+    schedule_warnings(plan, args.data_root)  # measures a user's folder once, before the workers
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     if rule is not None:
         return _run_decisive(args, exp, scale, rule, budget)

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from harness.commands.args import emit_json, loading_args, table_args, train_options
+from harness.commands.args import (emit_json, loading_args, scale_override_args, scale_overrides, table_args,
+                                   train_options)
+from harness.data_scale import schedule_warning, trial_scale
 from harness.errors import HarnessError
 from harness.models import check_model
 from harness.recipe import named_recipe
@@ -36,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "max-autotune, max-autotune-no-cudagraphs")
     table_args(p)
     loading_args(p)
+    scale_override_args(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -58,7 +62,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.compile_mode:
         sets["compile_mode"] = args.compile_mode
     recipe = named_recipe(args.recipe).replace(**sets).validate()
-    spec = TrialSpec(model=args.model, recipe=recipe, scale=scale.name, seed=args.seed, data=args.data)
+    spec = TrialSpec(model=args.model, recipe=recipe, scale=scale.name, seed=args.seed, data=args.data,
+                     overrides=scale_overrides(args))
+    warning = schedule_warning(trial_scale(spec, args.data_root, count_folder=bool(args.epochs)), recipe)  # bad --image-size: exit 2 here
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     opts = train_options(args, device=args.device, checkpoint_dir=args.checkpoint_dir,
                          teacher_ckpt=args.teacher, threads=args.threads,
                          small_map_convs=args.small_map_convs)

@@ -13,7 +13,7 @@ from typing import Mapping
 from harness.errors import HarnessError, unknown
 from harness.experiments.schema import Experiment, Row, read_experiment_file, row_recipes
 from harness.recipe import Recipe
-from harness.scales import Scale
+from harness.scales import Scale, ScaleOverrides
 from harness.spec import TrialSpec
 
 HERE = Path(__file__).resolve().parent
@@ -81,18 +81,20 @@ class Plan:
         return [t for stage in self.stages() for t in stage]
 
 
-def _teacher_spec(exp: Experiment, row: Row, scale: Scale, data: str) -> TrialSpec | None:
+def _teacher_spec(exp: Experiment, row: Row, scale: Scale, data: str,
+                  overrides: ScaleOverrides) -> TrialSpec | None:
     if row.teacher is None:
         return None
     model = row.teacher.model or scale.teacher_model
     return TrialSpec(model=model, recipe=row.teacher.recipe.validate(), scale=scale.name,
-                     seed=TEACHER_SEED, data=data, table=exp.name,
+                     seed=TEACHER_SEED, data=data, overrides=overrides, table=exp.name,
                      row=f"teacher of '{row.label}'", column=model)
 
 
 def make_plan(exp: Experiment, scale: Scale, seeds: int | None = None,
-              data: str | None = None) -> Plan:
-    """Validate every recipe and build the trial list; raises before any compute."""
+              data: str | None = None, overrides: ScaleOverrides = ScaleOverrides()) -> Plan:
+    """Validate every recipe and build the trial list; raises before any compute.
+    ``overrides``: --image-size / --epochs, carried in every trial's spec (and hash)."""
     n = seeds or exp.seeds or scale.seeds
     dataset = data or exp.data or ""
     if exp.requires_imagefolder and not data and scale.dataset != "imagefolder":
@@ -102,7 +104,7 @@ def make_plan(exp: Experiment, scale: Scale, seeds: int | None = None,
     recipes = row_recipes(exp)
     teachers: dict[str, TrialSpec] = {}
     for row in exp.rows:
-        teacher = _teacher_spec(exp, row, scale, dataset)
+        teacher = _teacher_spec(exp, row, scale, dataset, overrides)
         if teacher is not None:
             teacher = teachers.setdefault(teacher.hash, teacher)
         for col in exp.columns:
@@ -115,7 +117,8 @@ def make_plan(exp: Experiment, scale: Scale, seeds: int | None = None,
             cell = Cell(row.label, col.label, model, recipe, teacher)
             plan.cells.append(cell)
             specs = [TrialSpec(model=model, recipe=recipe, scale=scale.name, seed=s, data=dataset,
-                               teacher=teacher, table=exp.name, row=row.label, column=col.label)
+                               teacher=teacher, overrides=overrides, table=exp.name, row=row.label,
+                               column=col.label)
                      for s in plan.seeds]
             if exp.kind != "classification":
                 plan.backbones.extend(specs)

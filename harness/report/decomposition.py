@@ -21,7 +21,7 @@ from harness.experiments import Experiment
 from harness.experiments.decompose import compound_rows, decompose_experiment, knob_names
 from harness.report.tables import load_report_data, md_table
 from harness.report.verdicts import Looks
-from harness.scales import Scale
+from harness.scales import Scale, ScaleOverrides
 from harness.statistics import Interval, classify, interval_at
 
 ALL_STORED = Looks(first=2, max_seeds=64)  # read every stored seed of a corner (>= 2 shown)
@@ -68,8 +68,11 @@ def effects_rows(data: Any, metric: str, margin: float) -> list[list[Any]]:
 
 
 def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
-                          data_root: str | None = None) -> list[str]:
-    """The markdown lines of the section (empty when no row is compound)."""
+                          data_root: str | None = None,
+                          overrides: ScaleOverrides = ScaleOverrides(),
+                          data: str | None = None) -> list[str]:
+    """The markdown lines of the section (empty when no row is compound). ``data``: the
+    table's own data set (a user's ImageFolder), which the corners' trials share."""
     table = compound_table(exp)
     if table is None:
         return []
@@ -79,8 +82,9 @@ def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
     metric = "top1" if "top1" in exp.metrics else exp.metrics[0]
     for row in compound_rows(exp):
         dexp = decompose_experiment(exp, row)
-        data = load_report_data(dexp, scale, store, data_root=data_root, looks=ALL_STORED)
-        stored = all(len(data.cells[(r.label, c.label)].values(metric)) >= 2
+        corners = load_report_data(dexp, scale, store, data=data, data_root=data_root, looks=ALL_STORED,
+                                   overrides=overrides)
+        stored = all(len(corners.cells[(r.label, c.label)].values(metric)) >= 2
                      for r in dexp.rows for c in dexp.columns)
         lines += [f"### '{row}' decomposed", ""]
         if not stored:
@@ -93,5 +97,5 @@ def decomposition_section(exp: Experiment, scale: Scale, store: str | Path,
                   f"df; verdict as above with the ±{scale.equivalence_margin:g} margin "
                   "(`differs`: the interval excludes 0; the paper has no per-knob numbers).", "",
                   md_table(["column", "effect of", "seeds per corner", "effect [95% CI]", "verdict"],
-                           effects_rows(data, metric, scale.equivalence_margin)), ""]
+                           effects_rows(corners, metric, scale.equivalence_margin)), ""]
     return lines

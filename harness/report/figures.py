@@ -56,7 +56,8 @@ def save_figure(fig, path: Path) -> Path:
 
 # ---- Figure 3: learning-rate schedules --------------------------------------------------
 def train_size(scale) -> int:
-    return scale.train_subset or DATASET_TRAIN_SIZE.get(scale.dataset, 1281167)
+    """Training images per epoch: the scale's count (a user's folder: measured), else the preset's."""
+    return scale.train_images or scale.train_subset or DATASET_TRAIN_SIZE.get(scale.dataset, 1281167)
 
 
 def lr_schedule_figure(data: ReportData, path: Path) -> Figure:
@@ -84,7 +85,8 @@ def lr_schedule_figure(data: ReportData, path: Path) -> Figure:
         notes.append(f"{label}: {sched.total_iters} iterations ({ipe}/epoch), base lr {sched.base_lr:g}, "
                      f"warmup {sched.warmup_iters} iterations"
                      + (f", milestones {list(sched.milestones)}" if recipe.lr_schedule == "step" else ""))
-    ax_lr.set(xlabel="iteration", ylabel="learning rate", title=f"LR schedule at the {scale.name} scale")
+    where = f" on {train_size(scale):,} training images" if scale.from_data else ""
+    ax_lr.set(xlabel="iteration", ylabel="learning rate", title=f"LR schedule at the {scale.name} scale{where}")
     ax_lr.legend()
     plotted = 0
     for row, style in zip(("Efficient", "+ cosine decay"), ("-", "--")):

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis.designs import design_section, label_trials
+from harness.data_scale import schedule_lines, schedule_warnings
 from harness.metrics import METRIC_NAMES
 from harness.report.figures import Figure
 from harness.report.tables import (
@@ -174,6 +175,32 @@ def design_markdown(data: ReportData) -> str | None:
         return f"## Design analysis\n\nThe {data.exp.design} analysis failed: {' '.join(str(exc).split())}\n"
 
 
+def _dataset_text(scale) -> str:
+    if not scale.from_data:
+        return scale.dataset
+    counts = (f" ({scale.num_classes:,} classes, {scale.train_images:,} training / {scale.val_images:,} "
+              "validation images)") if scale.train_images is not None else ""
+    return f"the ImageFolder {scale.from_data}{counts}"
+
+
+def scale_section(data: ReportData) -> list[str]:
+    """'Scale and deviations from the paper': the scale the trials ran at (a user's folder:
+    its measured size, mean/std and counts), its deviations, each schedule's epochs and SGD
+    steps, and a warning for a schedule too short for its data (harness/data_scale.py)."""
+    scale = data.scale
+    recipes = [t.recipe for t in data.plan.all_trials()]
+    floor = (f" and at least the epochs of {scale.min_steps:,} SGD steps for a 120-epoch recipe"
+             if scale.min_steps else "")
+    lines = ["## Scale and deviations from the paper", "",
+             f"Scale `{scale.name}`: dataset {_dataset_text(scale)}, {scale.image_size}px training crops, "
+             f"batch x{_factor(scale.batch_factor)}, lr x{_factor(scale.batch_factor * scale.lr_factor)}, "
+             f"epochs x{_factor(scale.epoch_factor)} (at least {scale.min_epochs}{floor}).", ""]
+    lines += [f"- {d}" for d in scale.deviations] or ["- none: this is the paper's setting"]
+    lines += [f"- schedule: {line}" for line in schedule_lines(scale, recipes)]
+    lines += [f"- {w}" for w in schedule_warnings(scale, recipes)]
+    return lines + [f"- note: {n}" for n in data.exp.notes]
+
+
 def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figure], fig_rel: str,
            task_verdicts: dict[str, TrickVerdicts] | None = None,
            sections: list[str] | None = None) -> str:
@@ -185,13 +212,7 @@ def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figur
              f"Experiment `{exp.name}`" + (f" (paper {exp.paper_table})" if exp.paper_table else "")
              + f" at the **{scale.name}** scale; {_seeds_text(data)}"
              + (f"; source `{_rel(exp.source)}`" if exp.source else "") + ".", ""]
-    lines += ["## Scale and deviations from the paper", "",
-              f"Scale `{scale.name}`: dataset {scale.dataset}, {scale.image_size}px training crops, "
-              f"batch x{_factor(scale.batch_factor)}, lr x{_factor(scale.batch_factor * scale.lr_factor)}, "
-              f"epochs x{_factor(scale.epoch_factor)} (at least "
-              f"{scale.min_epochs}).", ""]
-    lines += [f"- {d}" for d in scale.deviations] or ["- none: this is the paper's setting"]
-    lines += [f"- note: {n}" for n in exp.notes]
+    lines += scale_section(data)
     lines += ["", "## Provenance", "", md_table(["", "value"], provenance(data)), ""]
     lines += ["## Results in the paper's layout", "",
               "Ours: mean ± half-width of the 95% Student-t interval over seeds (n = seeds with a "

@@ -20,7 +20,8 @@ from harness.experiments import Experiment, Plan, load_experiment, make_plan, su
 from harness.report.stats import finite, mean_ci
 from harness.report.verdicts import Comparison, Looks, TrickVerdicts, analyse
 from harness.results import metric_value, read_trials
-from harness.scales import Scale
+from harness.scales import Scale, ScaleOverrides
+from harness.data_scale import plan_scale
 from harness.spec import TrialSpec
 from harness.store import Store, TrialRecord
 
@@ -256,8 +257,11 @@ def _stored_dataset(store: Store, exp: Experiment, scale: Scale) -> str | None:
 
 def load_report_data(exp: Experiment, scale: Scale, store_path: str | Path,
                      seeds: list[int] | None = None, data: str | None = None,
-                     data_root: str | None = None, looks: Looks | None = None) -> ReportData:
+                     data_root: str | None = None, looks: Looks | None = None,
+                     overrides: ScaleOverrides = ScaleOverrides()) -> ReportData:
     """Build the plan (as ``run`` did) and read its trials (and Figure 3's) from the store.
+    The report's scale is the one the trials ran at (``harness.data_scale.plan_scale``: a
+    user's folder gives its own image size, mean/std, image counts and schedule).
 
     With ``looks`` (an adaptive run), each cell holds every seed stored for it in order,
     from 0 up to ``looks.max_seeds`` (at least ``looks.first``), and the verdicts use the
@@ -269,14 +273,15 @@ def load_report_data(exp: Experiment, scale: Scale, store_path: str | Path,
     with Store(store_path, readonly=True) as store:
         if data is None and exp.requires_imagefolder and scale.dataset != "imagefolder":
             data = _stored_dataset(store, exp, scale)
-        plan = make_plan(exp, scale, seeds=looks.max_seeds if looks else n, data=data)
+        plan = make_plan(exp, scale, seeds=looks.max_seeds if looks else n, data=data, overrides=overrides)
         if looks:
             plan = subplan(plan, stored_prefixes(store, plan, looks.first))
         hashes = [t.hash for t in plan.all_trials()]
         fig3 = None
         if exp.kind == "classification":
             try:
-                fig3 = make_plan(load_experiment(FIG3_TABLE), scale, seeds=len(plan.seeds))
+                fig3 = make_plan(load_experiment(FIG3_TABLE), scale, seeds=len(plan.seeds),
+                                 data=_own_data(plan), overrides=overrides)
             except HarnessError:
                 fig3 = None
         extra = [t.hash for ts in (fig3.trials.values() if fig3 else []) for t in ts]
@@ -284,8 +289,14 @@ def load_report_data(exp: Experiment, scale: Scale, store_path: str | Path,
         epochs = store.epochs_df(list(stored.records))
     df = stored.frame
     plan_df = df[df["spec_hash"].isin(set(hashes))].reset_index(drop=True)
-    return ReportData(exp=exp, scale=scale, plan=plan, trials=stored.records, epochs=epochs,
+    return ReportData(exp=exp, scale=plan_scale(plan, data_root), plan=plan, trials=stored.records, epochs=epochs,
                       trials_df=plan_df, data_root=data_root, fig3_plan=fig3, looks=looks)
+
+
+def _own_data(plan: Plan) -> str | None:
+    """The data set the plan's trials name themselves (a user's folder), for Figure 3's plan."""
+    trials = plan.all_trials()
+    return trials[0].data or None if trials else None
 
 
 def stored_prefixes(store: Store, plan: Plan, first: int) -> dict[tuple[str, str], int]:

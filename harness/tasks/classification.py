@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from harness import provenance
 from harness.batches import BatchSource, make_batches
 from harness.compile_cache import use_compile_cache
+from harness.data_scale import trial_scale
 from harness.cpu_heap import keep_freed_memory
 from harness.distributed import all_gather_cat, all_sum, data_parallel, for_evaluation, shard_batches, world
 from harness.errors import HarnessError
@@ -200,7 +201,7 @@ class ClassificationTask:
         if spec.recipe.distill and not opts.teacher_ckpt:
             raise HarnessError("recipe has distill=true but no teacher checkpoint was given "
                                "(--teacher PATH, or run the table so the teacher trains first)")
-        scale = spec.scale_obj
+        scale = trial_scale(spec, opts.data_root, count_folder=False)  # a user's folder: its own size, mean/std, schedule
         self.spec, self.opts = spec, opts
         self.device = device = pick_device(opts.device)
         if opts.keep_heap and device.type == "cpu":
