@@ -116,7 +116,9 @@ def synthetic_source(table: str, scale: str, rng: np.random.Generator) -> Synthe
     sc = get_scale(scale)
     plan = make_plan(exp, sc, seeds=1)
     path = ROOT / "results" / "baselines" / f"{table}-{scale}.json"
-    cells = {(c["row"], c["column"]): c["trials"] for c in select_entry(load_baseline(path), None)["cells"]}
+    data = load_baseline(path)  # the entry saved last (a file may hold several machine classes)
+    entry = select_entry(data, None, (data.get("entries") or [{}])[0].get("machine_class"))
+    cells = {(c["row"], c["column"]): c["trials"] for c in entry["cells"]}
     means = {k: float(np.mean([t["top1"] for t in cells[k]])) for k in plan.trials}
     speeds = {k: float(np.mean([t["img_per_s"] for t in cells[k]])) for k in plan.trials}
     epochs = {k: sc.epochs(specs[0].recipe) for k, specs in plan.trials.items()}
@@ -181,7 +183,7 @@ def old_rule(base: dict[Key, list], now: dict[Key, list]) -> bool:
 
 
 def one_night(source, th, looks: Looks, parents, budget: int, shift: dict[Key, float],
-              nb: int, nn: int, step: int, max_seeds: int) -> dict[str, Any]:
+              nb: int, nn: int, step: int, max_seeds: int, speed: bool = True) -> dict[str, Any]:
     base, now, draw = source.night(nb, nn, shift)
     entry = {"cells": [{"row": r, "column": c, "seeds": [t["seed"] for t in ts], "trials": ts}
                        for (r, c), ts in base.items()], "seeds": list(range(nb))}
@@ -200,7 +202,7 @@ def one_night(source, th, looks: Looks, parents, budget: int, shift: dict[Key, f
         return ({k: list(v) for k, v in state.items()}, used) if used else None
 
     ev, _, extra = run_night(entry, {k: list(v) for k, v in now.items()}, th, looks=looks,
-                             more=more, budget=budget, parents=parents)
+                             more=more, budget=budget, parents=parents, speed=speed)
     failed = ev.failing
     return {"failed": failed, "undecided": any(c.outcome == "undecided" for c in ev.checks),
             "extra": extra, "old": old_rule(base, now),
@@ -232,14 +234,17 @@ def run_scenario(job: tuple) -> dict[str, Any]:
     budget = args.budget if args.budget is not None else len(keys) * args.now_seeds
     nights = args.nights if name == "null" else args.detect_nights
     res = [one_night(source, th, looks, parents, budget, shift, args.base_seeds,
-                     args.now_seeds, args.now_seeds, args.max_seeds) for _ in range(nights)]
+                     args.now_seeds, args.now_seeds, args.max_seeds, not args.no_speed)
+           for _ in range(nights)]
     fails = sum(r["failed"] for r in res)
     row = {"scenario": name, "change": what, "nights": nights,
            "failed": round(fails / nights, 3), "failed_ci95": _wilson(fails, nights),
            "undecided": round(sum(r["undecided"] for r in res) / nights, 3),
            "rerun_trials_mean": round(float(np.mean([r["extra"] for r in res])), 2),
            "old_rule_failed": round(sum(r["old"] for r in res) / nights, 3),
-           "caught_by": ",".join(sorted({b for r in res for b in r["by"]}))}
+           "caught_by": ",".join(sorted({b for r in res for b in r["by"]})),
+           "failed_by": {k: round(sum(k in r["by"] for r in res) / nights, 3)
+                         for k in sorted({b for r in res for b in r["by"]})}}
     print(json.dumps(row), flush=True)
     return row
 
@@ -476,8 +481,8 @@ def main() -> None:
     ap.add_argument("--bug", nargs="*", choices=sorted(BUGS), help="--bugs: only these")
     ap.add_argument("--work", default=None, help="--bugs: folder for the stores (default: a temp dir)")
     ap.add_argument("--no-speed", action="store_true",
-                    help="--bugs: the gate judges accuracy and mechanism only (bugs trained side by "
-                    "side share the cores: their speed is not the baseline's)")
+                    help="the gate judges accuracy and mechanism only (--bugs: bugs trained side by "
+                    "side share the cores; a bank's trials ran under other loads than each other)")
     ap.add_argument("--baseline", help=argparse.SUPPRESS)
     ap.add_argument("--bug-store", help=argparse.SUPPRESS)
     ap.add_argument("--freeze", help=argparse.SUPPRESS)
