@@ -499,12 +499,15 @@ def main() -> None:
                  "its own subprocess and gated against a clean baseline of the same seeds; "
                  f"{sum(r['caught'] for r in rows if r['bug'] != 'none')} of {len(rows) - 1} caught "
                  "on the first night (reruns included); `changed_cells`: cells whose same-seed top-1 "
-                 "differs from the clean baseline (the determinism tier: the bug was applied)"]
+                 "differs from the clean baseline (the determinism tier: the bug was applied); "
+                 "`caught_by`: the check kinds that failed"
+                 + ("; speed not gated (--no-speed: the bugs trained side by side, the baseline alone)"
+                    if a.no_speed else "")]
         if a.scale == "smoke":
             notes.append("- SMOKE: accuracy never gates at smoke (floor 100 points), so `caught` is "
                          "expected to be false: this shows the procedure works, not what it catches. "
-                         "The `local` figures (python bench/gate_power.py --bugs --scale local) are "
-                         "NOT MEASURED yet")
+                         "The `local` figures: python bench/gate_power.py --bugs --scale local --table "
+                         "bench/gate_bugs.yaml --no-speed (their own section)")
         if a.write_results:
             table = [{k: v for k, v in r.items() if k != "report"} for r in rows]
             write_results(Path(a.write_results), f"bugs {a.scale}",
@@ -528,12 +531,16 @@ def main() -> None:
              f"- `failed`: share of nights the gate exits 1 (null: false alarms; else: caught on the first "
              "night, reruns included), with its 95% Wilson interval; `old_rule_failed`: the rule before "
              "(`now < base - max(1, 3 pooled SD)` per cell, no reruns) on the same nights; "
-             f"{a.nights} null nights, {a.detect_nights} a change; rng seed {a.rng_seed}"]
+             f"{a.nights} null nights, {a.detect_nights} a change; rng seed {a.rng_seed}; `failed_by`: "
+             "share of nights on which each check kind failed"
+             + ("; speed not gated (--no-speed: the bank's trials ran under other loads than each "
+                "other on a shared 2-core machine)" if a.no_speed else "")]
     if a.write_results:
         src = "synthetic" if a.synthetic else "bank"
         title = (f"Regression gate power ({src}): {a.base_seeds} baseline seeds, {a.now_seeds} tonight, "
-                 f"{a.nights} null nights")
-        write_results(Path(a.write_results), f"{src} b{a.base_seeds} n{a.now_seeds}", title, notes, rows)
+                 f"{a.nights} null nights" + (", accuracy only" if a.no_speed else ""))
+        config = f"{src} b{a.base_seeds} n{a.now_seeds}" + (" no-speed" if a.no_speed else "")
+        write_results(Path(a.write_results), config, title, notes, rows)
 
 
 if __name__ == "__main__":
