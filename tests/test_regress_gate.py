@@ -119,9 +119,8 @@ def test_issue_bf16_run_vs_fp32_baseline_on_legacy_device_strings(work, capsys):
 
 
 def test_committed_format_1_baselines_still_load():
-    """Every baseline committed under results/baselines/ loads (format 1 as one entry; the
-    re-frozen Table 6 file holds the AVX2 machine's entry and this machine's); a format-1
-    file's fp16 cells have no recorded precision, so their accuracy is not comparable (a
+    """Every baseline committed under results/baselines/ loads (one entry, or a re-frozen
+    file's entries for the AVX2 machine and this one); a format-1 file's fp16 cells have no recorded precision, so their accuracy is not comparable (a
     reason, no failure)."""
     root = Path(__file__).resolve().parents[1] / "results" / "baselines"
     files = sorted(root.glob("*.json"))
@@ -138,8 +137,10 @@ def test_committed_format_1_baselines_still_load():
             for e in data["entries"]:
                 assert select_entry(data, e["machine_class"])["machine_class"] == e["machine_class"]
     assert formats["paper_table6-local.json"] == 2  # re-frozen from the decisive run
-    assert formats["paper_table5-local.json"] == 1  # still in the old format
-    data = load_baseline(root / "paper_table5-local.json")
+    # a format-1 file (Table 5's as first committed, kept as a fixture when it was re-frozen)
+    old = Path(__file__).resolve().parent / "data" / "format1-paper_table5-local.json"
+    data = load_baseline(old)
+    assert data["format"] == 1
     now = {(c["row"], c["column"]): [dict(t, precision="bf16", requested_precision="fp16")
                                      for t in c["trials"]] for c in data["cells"]}
     verdicts = compare(select_entry(data, None), now, THRESHOLDS["local"])
