@@ -258,4 +258,9 @@ def make_batches(dataset: str, scale: Scale, batch_size: int, device: torch.devi
         raise HarnessError(f"scale {scale.name!r} trains on an ImageFolder: pass --data-root "
                            "PATH (a folder with train/<class>/* and val/<class>/*)")
     source = DeviceDecodeBatches if decode == "device" else FolderBatches
-    return source(root, aug_config(scale, None, model), batch_size, device, loader_workers)
+    batches = source(root, aug_config(scale, None, model), batch_size, device, loader_workers)
+    if batches.iters_per_epoch == 0:  # drop_last would train 0 steps and still report 'done'
+        raise DataError(f"{root}: {len(batches.train.dataset)} training images, fewer than one batch of "
+                        f"{batch_size}; valid: a folder with at least one batch of training images, or a "
+                        "smaller --set batch_size (the paper's; the scale divides it)")
+    return batches

@@ -48,7 +48,8 @@ def check_overrides(spec: TrialSpec) -> None:
     an in-memory built-in set (Fashion-MNIST is 28 px, synthetic the scale's own)."""
     if spec.overrides.image_size and spec.dataset in BUILTIN_DATA:
         raise HarnessError(f"bad --image-size {spec.overrides.image_size} for dataset {spec.dataset!r}; "
-                           "valid: --image-size with an ImageFolder (--data-root PATH with train/ and val/)")
+                           "valid: --image-size with an ImageFolder (train: --data PATH; run/report: "
+                           "--data-root PATH for a table with requires_imagefolder)")
 
 
 def trial_scale(spec: TrialSpec, data_root: str | None = None, cache_dir: str | None = None,
@@ -68,7 +69,21 @@ def trial_scale(spec: TrialSpec, data_root: str | None = None, cache_dir: str | 
     else:  # the paper scale on an ImageFolder
         folder = folder_of(spec, data_root) if count_folder else None
         scale = paper_folder_scale(base, folder, spec.overrides)
+    if scale.num_classes is not None and scale.num_classes < 2:
+        raise DataError(f"{scale.from_data}: {scale.num_classes} class folder; valid: an ImageFolder with at "
+                        "least 2 class folders under train/ and val/")
     return with_epochs(scale, spec.overrides.epochs)
+
+
+def check_batches(scale: Scale, recipes: list[Recipe]) -> None:
+    """DataError (one line) when the counted training images are fewer than one batch of a
+    recipe: every such trial would fail (or, on the DataLoader path, train 0 steps)."""
+    for r in recipes:
+        batch = scale.batch_size(r)
+        if scale.train_images is not None and scale.train_images < batch:
+            raise DataError(f"{scale.from_data or scale.dataset}: {scale.train_images} training images, fewer "
+                            f"than one batch of {batch}; valid: a folder with at least one batch of training "
+                            "images, or a smaller --set batch_size (the paper's; the scale divides it)")
 
 
 def folder_scale(base: Scale, stats: FolderStats, overrides: ScaleOverrides) -> Scale:

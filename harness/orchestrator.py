@@ -28,6 +28,7 @@ from harness import provenance
 from harness import storage as st
 from harness.errors import HarnessError
 from harness.experiments import Plan
+from harness.data_scale import plan_scale
 from harness.estimate import longest_first, model_macs
 from harness.records import failed_record, trial_record
 from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
@@ -421,7 +422,7 @@ def run_plan(plan: Plan, opts: RunOptions, argv: list[str] | None = None) -> Run
                      + _tracking_line(opts, storage))
             if any(todo):
                 marker_id = storage.ensure_marker()
-                macs = model_macs(plan)
+                macs = model_macs(plan, plan_scale(plan, opts.train.data_root))  # the size, channels, classes run
                 summary.concurrency = _slots(plan, opts)
                 for stage in todo:
                     if stage:

@@ -250,3 +250,13 @@ def test_smoke_trial_stores_what_each_trick_did():
     assert notes["zero_gamma"].startswith("applied") and notes["no_bias_decay"].startswith("applied")
     assert notes["resnet_tweaks"].startswith("skipped")
     json.dumps(result.to_json())  # plain data, as the store keeps it
+
+
+def test_torchvision_models_with_auxiliary_heads_train_on_plain_logits():
+    """torchvision's googlenet and inception_v3 return named tuples in train mode with their
+    auxiliary heads; built without them the training forward is a plain logits tensor."""
+    from harness.models import create_model
+    model = create_model("torchvision:googlenet", num_classes=10, in_chans=3)
+    model.train()
+    out = model(torch.zeros(2, 3, 64, 64))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 10)

@@ -318,3 +318,35 @@ def test_report_of_the_example_on_a_folder_renders_its_scale(folder, tmp_path, m
     assert "- schedule: 120 paper epochs at batch 128: 1000 epochs x 1 iterations = 1,000 SGD steps" in section
     assert "Fashion-MNIST" not in section
     assert "'+ mixup' decomposed" in text
+
+
+# ---- edges found in review ------------------------------------------------------------------
+def test_a_one_class_folder_is_bad_input(tmp_path, monkeypatch, capsys):
+    """One class folder would train and report 100% top-1: refused with one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    one = make_folder(tmp_path / "one", classes=1)
+    rc = main(["train", "--model", "resnet18", "--scale", "smoke", "--data", str(one)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "1 class folder" in err and "at least 2 class folders" in err
+
+
+def test_a_folder_smaller_than_a_batch_stops_a_run_before_ray(folder, tmp_path, monkeypatch, capsys):
+    """12 training images, batch 64 at smoke: every trial would fail (or train 0 steps on the
+    DataLoader path). A real run refuses before anything starts; a dry run warns."""
+    monkeypatch.chdir(tmp_path)
+    args = ["run", str(REPO / "examples" / "imagefolder_table.toml"), "--data-root", str(folder),
+            "--scale", "smoke", "--seeds", "1", "--store", str(tmp_path / "s.sqlite")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "12 training images, fewer than one batch" in err
+    assert not (tmp_path / "s.sqlite").exists() or "trials" not in err
+
+
+def test_a_model_that_cannot_take_the_input_size_is_bad_input(folder, tmp_path, monkeypatch, capsys):
+    """timm's ViT is built for 224 px: on 20 px images one line naming the size, exit 2."""
+    pytest.importorskip("timm")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", "--model", "timm:vit_tiny_patch16_224", "--scale", "smoke", "--data", str(folder),
+               "--set", "batch_size=64"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot take 20x20 px inputs" in err

@@ -163,7 +163,7 @@ def scale_override_args(p: argparse.ArgumentParser) -> None:
     """--image-size N and --epochs N (train, run, report): in every trial's hash when set."""
     p.add_argument("--image-size", type=integer(1), default=0, metavar="N",
                    help="ImageFolder data: train and evaluate on N x N px images (default: at smoke/local "
-                   "the training images' median shorter side, measured; at paper 224)")
+                   "the training images' median shorter side, measured; at paper 224, or the model's own crop where it differs, e.g. Inception-V3 299)")
     p.add_argument("--epochs", type=integer(1), default=0, metavar="N",
                    help="train N epochs for the paper's 120-epoch schedule (a 200-epoch row ceil(N x 200/120)); "
                    "step milestones and warmup keep their fraction (default: the scale's rule; on an "
@@ -183,13 +183,20 @@ def scale_overrides(args: argparse.Namespace) -> ScaleOverrides:
     return ScaleOverrides(image_size=getattr(args, "image_size", 0) or 0, epochs=getattr(args, "epochs", 0) or 0)
 
 
-def schedule_warnings(plan: Any, data_root: str | None) -> list[str]:
+def schedule_warnings(plan: Any, data_root: str | None, refuse_small: bool = True) -> list[str]:
     """One line per schedule of ``plan`` too short for its data (harness/data_scale.py),
     each also printed on stderr; measures a user's folder (cached) when not yet measured."""
-    from harness.data_scale import plan_scale, schedule_warnings as warnings
+    from harness.data_scale import check_batches, plan_scale, schedule_warnings as warnings
 
     scale = plan_scale(plan, data_root, strict=True)
-    lines = warnings(scale, [t.recipe for t in plan.all_trials()])
+    lines = []
+    try:  # a folder smaller than one batch: every trial would fail, so a run refuses it
+        check_batches(scale, [t.recipe for t in plan.all_trials() if t.task == "classification"])
+    except HarnessError as exc:
+        if refuse_small:
+            raise
+        lines.append(f"warning: {exc}")
+    lines += warnings(scale, [t.recipe for t in plan.all_trials()])
     for line in lines:
         print(line, file=sys.stderr, flush=True)
     return lines

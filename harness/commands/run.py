@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.estimate import print_plan  # tabulate
 
         print_plan(plan, args.store, args.data_root)
-        schedule_warnings(plan, args.data_root)
+        schedule_warnings(plan, args.data_root, refuse_small=False)
         return 0
     rule = looks(args)
     budget = None

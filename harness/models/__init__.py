@@ -11,6 +11,7 @@ from harness.models import inception, mobilenet, resnet  # noqa: F401  (register
 from harness.models.init import INIT_SCHEMES, init_weights
 from harness.models.registry import (
     MODEL_NAMES,
+    check_input_size,
     check_model,
     create_model,
     default_input_size,
@@ -22,6 +23,7 @@ from harness.models.stats import count_macs, count_params, model_stats
 __all__ = [
     "INIT_SCHEMES",
     "MODEL_NAMES",
+    "check_input_size",
     "check_model",
     "count_macs",
     "count_params",

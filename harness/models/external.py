@@ -31,6 +31,7 @@ LIBRARIES: dict[str, str] = {"timm": "timm", "torchvision": "torchvision"}  # pr
 INSTALL_HINT = {"timm": "pip install 'bag-of-tricks-harness[models]' (or pip install timm==1.0.31)",
                 "torchvision": "pip install torchvision"}
 CLOSE_MATCHES = 5
+AUX_LOGITS = ("inception_v3", "googlenet")  # torchvision models that return a namedtuple when training
 _TWEAK = re.compile(r"(resnet\d+)_([bcd])")  # the harness's Sec 4 names: resnet50_d
 
 
@@ -118,7 +119,8 @@ def create_external(name: str, *, num_classes: int, in_chans: int) -> nn.Module:
     mod = _import(lib)
     if lib == "timm":
         return mod.create_model(model, pretrained=False, num_classes=num_classes, in_chans=in_chans)
-    net = mod.models.get_model(model, weights=None, num_classes=num_classes)
+    aux = {"aux_logits": False} if model in AUX_LOGITS else {}  # one logits tensor in train mode
+    net = mod.models.get_model(model, weights=None, num_classes=num_classes, **aux)
     if in_chans != 3:
         replace_stem_conv(net, in_chans)
     return net

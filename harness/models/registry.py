@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 from typing import Callable, Protocol
 
+import torch
 from torch import nn
 
 from harness.errors import HarnessError, unknown
@@ -134,3 +135,22 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
                     blocks=blocks)
     init_weights(model, init)
     return model
+
+
+def check_input_size(model: nn.Module, name: str, size: int, in_chans: int,
+                     device: torch.device | None = None) -> None:
+    """HarnessError (one line) when ``model`` cannot take ``size`` x ``size`` inputs (a ViT
+    built for 224 px, pooling that shrinks a small map to nothing). One forward of a zero
+    batch in eval mode under no_grad: no random draw, no BN statistics touched."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, size, size, device=device))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        msg = " ".join(str(exc).split())[:160]
+        raise HarnessError(f"model {name} cannot take {size}x{size} px inputs ({type(exc).__name__}: {msg}); "
+                           "valid: a larger --image-size (ImageFolder data), or a model built for this "
+                           "size") from None
+    finally:
+        model.train(was)

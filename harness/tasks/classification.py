@@ -20,7 +20,8 @@ from harness.data_scale import trial_scale
 from harness.cpu_heap import keep_freed_memory
 from harness.distributed import all_gather_cat, all_sum, data_parallel, for_evaluation, shard_batches, world
 from harness.errors import HarnessError
-from harness.models import create_model
+from harness.models import check_input_size, create_model
+from harness.models.external import is_external
 from harness.models.small_maps import use_small_map_convs
 from harness.recipe import Recipe
 from harness.scales import Scale
@@ -213,6 +214,8 @@ class ClassificationTask:
                                opts.data_root, opts.decode, opts.loader_workers, model=spec.model)
         model, self.meta = build_model(spec, batches.num_classes, batches.in_chans, device,
                                        opts.small_map_convs)
+        if is_external(spec.model) or spec.user_folder or spec.overrides.image_size:  # built-in trials: untouched
+            check_input_size(model, spec.model, batches.aug.out_size, batches.in_chans, device)
         precision = resolve_precision(spec.recipe.precision, device.type)
         if device.type == "cuda":  # speed: cuDNN picks its fastest kernels; TF32 chosen, not defaulted
             torch.backends.cudnn.benchmark = True
