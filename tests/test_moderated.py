@@ -61,8 +61,9 @@ def test_posterior_by_hand():
 def test_pair_noise_is_welch():
     """With each cell's own variance and df, the difference interval is scipy's Welch test."""
     a, b = [84.1, 83.2, 84.9, 83.7, 84.4], [82.0, 84.5, 80.9]
-    cva = CellVariance(float(np.var(a, ddof=1)), len(a) - 1, len(a))
-    cvb = CellVariance(float(np.var(b, ddof=1)), len(b) - 1, len(b))
+    va, vb = float(np.var(a, ddof=1)), float(np.var(b, ddof=1))
+    cva = CellVariance(va, len(a) - 1, len(a), va, len(a) - 1)  # no prior (d0 = 0)
+    cvb = CellVariance(vb, len(b) - 1, len(b), vb, len(b) - 1)
     iv = diff_interval(dict(enumerate(a)), dict(enumerate(b)), pair_noise(cva, cvb),
                        pair_min_corr=math.inf)
     ref = stats.ttest_ind(a, b, equal_var=False)
@@ -70,3 +71,30 @@ def test_pair_noise_is_welch():
     assert iv.df == pytest.approx(ref.df)
     ci = ref.confidence_interval(0.95)
     assert (iv.lo, iv.hi) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_pooled_limit_uses_the_pooled_df_not_twice_it():
+    """d0 = inf: both cells carry the one pooled variance, a single estimate on the pooled
+    df; the pair's interval is the pooled-SD t-interval (df 6 here), not Satterthwaite's 12."""
+    dev = np.array([-0.4, 0.4])
+    cells = {r: list(80 + r + dev) for r in range(7)}
+    mod = moderated(cells)
+    pooled = pooled_noise(cells)
+    nz = pair_noise(mod[0], mod[1])
+    assert nz.df == pooled.df == 7 and nz.sd == pytest.approx(pooled.sd)
+    iv = diff_interval(dict(enumerate(cells[1])), dict(enumerate(cells[0])), nz, pair_min_corr=math.inf)
+    ref = stats.ttest_ind(cells[1], cells[0], equal_var=True)  # pooled over these two only: df 2
+    half = stats.t.ppf(0.975, 7) * pooled.sd * math.sqrt(1 / 2 + 1 / 2)
+    assert (iv.lo, iv.hi) == (pytest.approx(1 - half), pytest.approx(1 + half))
+    assert ref.df == 2  # the two-cell test would have had 2 df; pooling over 7 cells gives 7
+
+
+def test_a_moderated_pair_df_lies_between_welch_and_the_pooled_df():
+    """A finite prior: the pair's df is more than the cells' own (Welch) and at most the
+    pooled df."""
+    cells = {"a": [1.0, 1.1, 0.9, 1.05], "b": [2.0, 2.3, 1.8, 2.1], "c": [0.0, 0.05, -0.1, 0.02],
+             "d": [5.0, 7.0, 3.0, 6.5]}
+    mod = moderated(cells)
+    nz = pair_noise(mod["a"], mod["d"])
+    welch = stats.ttest_ind(cells["a"], cells["d"], equal_var=False).df
+    assert welch < nz.df <= pooled_noise(cells).df

@@ -64,8 +64,9 @@ def write_index(out_dir: str | Path) -> Path:
     lines = ["# Reports", "",
              "One report per table and scale, written by `python -m harness report TABLE --scale S` "
              "(and after every `python -m harness run`). Numbers: ours as mean ± 95% t-interval over "
-             "seeds, the paper's beside them. Verdicts count the stacked rows' top-1 deltas "
-             "(reproduced / within noise / contradicted / not run).", ""]
+             "seeds, the paper's beside them. Verdicts count the stacked rows' per-model top-1 deltas "
+             "(reproduced / contradicted / no effect / undecided / differs / not run; a report "
+             "written before these classes shows its own, e.g. 'within noise').", ""]
     if rows:
         lines.append(md_table(["report", "scale", "title", "trials", "headline (top-1)", "verdicts"], rows))
     else:

@@ -109,10 +109,12 @@ def summary(data: ReportData, verdicts: TrickVerdicts | None) -> dict[str, Any]:
 
 
 LEGEND = (
-    "Δ = row − parent. Noise: each model's seed SD is pooled over every cell of the table "
-    "(residual SD of top-1 ~ row), so an interval's degrees of freedom come from all of that "
-    "model's seeds; a row and its parent are paired by seed only where their measured "
-    "correlation is at least 0.5 on 3 or more seeds (the `noise` column gives r). Per trick, "
+    "Δ = row − parent. Noise: each cell's seed variance is shrunk toward its model's "
+    "(moderated variances, Smyth 2004: a scaled inverse-χ² prior fitted to every cell of that "
+    "model in the table, whose df add to the cell's own), and a row vs its parent uses the two "
+    "cells' moderated variances with Welch-Satterthwaite df (`moderated` in the `noise` "
+    "column); they are paired by seed only where their measured correlation is at least 0.5 on "
+    "3 or more seeds (`paired`; the column gives r). Per trick, "
     "the per-model deltas are pooled with a fixed-effect (inverse-variance) mean, because the "
     "question is whether the trick helps on these models; I² says how much the models disagree. "
     "Verdicts: `reproduced` = the 95% interval excludes 0 on the paper's side; `contradicted` "
@@ -138,7 +140,7 @@ def verdict_section(v: TrickVerdicts, label: str, data: ReportData) -> list[str]
     if v.per_trick:
         lines += ["Per trick, pooled over the models: " + _counts(v.counts("per_trick")) + ".", "",
                   trick_table(v, label), ""]
-    lines += ["Seed noise per model (pooled over the table's cells):", "", noise_table(v), ""]
+    lines += ["Seed noise per model (pooled over the table's cells: the anchor of the moderated variances and the SD behind the MDE and seeds-needed figures):", "", noise_table(v), ""]
     return lines
 
 

@@ -349,7 +349,7 @@ def _pairing(c: Comparison) -> str:
     iv = c.interval
     if iv is None or iv.corr is None or not finite(iv.corr):
         return "—"
-    return f"{'paired' if iv.paired else 'pooled'}, r={iv.corr:+.2f}"
+    return f"{'paired' if iv.paired else 'moderated'}, r={iv.corr:+.2f}"
 
 
 def _needed(c: Comparison) -> str:

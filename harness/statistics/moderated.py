@@ -14,8 +14,9 @@ fitted to all of the model's cells, as limma's ``squeezeVar`` does:
   one pooled variance.
 * ``moderated``: the posterior ``s~_g^2 = (d0 s0^2 + d_g s_g^2) / (d0 + d_g)`` with ``d0 +
   d_g`` df (at most the model's pooled residual df).
-* ``pair_noise``: a row vs its parent as one :class:`Noise` (SD and Welch-Satterthwaite df of
-  ``s~_a^2/n_a + s~_b^2/n_b``), the form :func:`diff_interval` takes.
+* ``pair_noise``: a row vs its parent as one :class:`Noise` (SD of ``s~_a^2/n_a + s~_b^2/n_b``,
+  Welch-Satterthwaite df over its independent parts: the shared prior and each cell's own
+  variance), the form :func:`diff_interval` takes.
 """
 from __future__ import annotations
 
@@ -41,11 +42,19 @@ class Prior:
 
 @dataclass(frozen=True)
 class CellVariance:
-    """A cell's moderated variance ``var`` with ``df`` degrees of freedom, from ``n`` seeds."""
+    """A cell's moderated variance ``var`` with ``df`` degrees of freedom, from ``n`` seeds,
+    and its parts: the cell's own ``own_var`` on ``own_df`` and the prior's ``s0_sq`` on
+    ``d0`` (``var = (d0 s0_sq + own_df own_var) / (d0 + own_df)``; ``d0 = inf``: the pooled
+    variance); ``cap``: the model's pooled residual df, which no interval's df exceeds."""
 
     var: float
     df: float
     n: int
+    own_var: float = 0.0
+    own_df: float = 0.0
+    s0_sq: float = 0.0
+    d0: float = 0.0
+    cap: float = math.inf
 
 
 def _trigamma_inverse(y: float) -> float:
@@ -92,16 +101,26 @@ def moderated(cells: Mapping[Hashable, Sequence[float]]) -> dict[Hashable, CellV
             var, df = pooled.sd ** 2, pooled.df
         else:
             var, df = (prior.d0 * prior.s0_sq + d * s2) / (prior.d0 + d), prior.d0 + d
-        out[k] = CellVariance(var, min(df, pooled.df), len(v))
+        out[k] = CellVariance(var, min(df, pooled.df), len(v), s2, d, prior.s0_sq, prior.d0, pooled.df)
     return out
 
 
 def pair_noise(a: CellVariance, b: CellVariance) -> Noise:
     """The noise of ``mean(a) - mean(b)`` as one SD: ``sd^2 (1/n_a + 1/n_b) = s~_a^2/n_a +
-    s~_b^2/n_b``, df by Welch-Satterthwaite (the same cell twice: its own df)."""
+    s~_b^2/n_b``. Its df by Welch-Satterthwaite over the independent parts of that sum: the
+    prior's share (one estimate on ``d0`` df, common to both cells) and each cell's own
+    variance (on its own df); at most the model's pooled df. ``d0 = 0`` is Welch's test;
+    ``d0 = inf`` the pooled variance on the pooled df."""
     if not (a.n and b.n and a.df > 0 and b.df > 0):
         return Noise(math.nan, 0, a.n + b.n, 2)
-    va, vb = a.var / a.n, b.var / b.n
-    total = va + vb
-    df = total ** 2 / (va ** 2 / a.df + vb ** 2 / b.df)
+    total = a.var / a.n + b.var / b.n
+    cap = min(a.cap, b.cap)
+    if math.isinf(a.d0) or math.isinf(b.d0):
+        df = cap
+    else:
+        parts = [(x.own_df * x.own_var / ((x.d0 + x.own_df) * x.n), x.own_df) for x in (a, b)]
+        prior = sum(x.d0 * x.s0_sq / ((x.d0 + x.own_df) * x.n) for x in (a, b))
+        terms = parts + [(prior, a.d0)]
+        denom = sum(v * v / d for v, d in terms if d > 0 and v > 0)
+        df = min(total ** 2 / denom, cap) if denom > 0 else cap
     return Noise(math.sqrt(total / (1 / a.n + 1 / b.n)), df, a.n + b.n, 2)
