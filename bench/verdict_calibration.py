@@ -138,13 +138,16 @@ def synthetic(tables: int, looks: Looks, seed: int, noise: Noise = normal_noise)
     return out
 
 
-def bank_cells(store: str, need: int) -> dict[tuple[str, str], np.ndarray]:
-    """Table 6's cells at ``local`` in ``store``: each done seed's top-1 (>= ``need`` a cell)."""
+def bank_cells(store: str, need: int, seeds: int | None = None) -> dict[tuple[str, str], np.ndarray]:
+    """Table 6's cells at ``local`` in ``store``: each done seed's top-1 (>= ``need`` a cell;
+    ``seeds``: only seeds 0..seeds-1, e.g. the bank's own when later runs added more)."""
     from harness.store import Store
 
     with Store(store, readonly=True) as st:
         df = st.trials_df(status="done")
     df = df[df["top1"].notna() & (df["table_name"] == "paper_table6") & (df["scale"] == "local")]
+    if seeds is not None:
+        df = df[df["seed"] < seeds]
     cells = {(r, c): g.sort_values("seed")["top1"].to_numpy(float)
              for (r, c), g in df.groupby(["row_label", "column_label"])}
     exp = load_experiment("paper_table6")
@@ -174,10 +177,11 @@ def residual_noise(cells: dict[tuple[str, str], np.ndarray]) -> Noise:
     return draw
 
 
-def bank(store: str, tables: int, looks: Looks, arm: int, draws: int, seed: int) -> dict[str, Any]:
+def bank(store: str, tables: int, looks: Looks, arm: int, draws: int, seed: int,
+         bank_seeds: int | None = None) -> dict[str, Any]:
     """The whole procedure on the bank's noise (``residual_noise``), and the issue's fixed
     split: each cell against itself, its seeds split into two arms of ``arm``."""
-    cells = bank_cells(store, 2 * arm)
+    cells = bank_cells(store, 2 * arm, bank_seeds)
     out = synthetic(tables, looks, seed, residual_noise(cells))
     out["split"] = split_cells(cells, arm, draws, seed)
     out["cells"] = len(cells)
@@ -248,12 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seeds", type=int, default=12)
     ap.add_argument("--spending", choices=("pocock", "obf"), default="pocock")
     ap.add_argument("--arm", type=int, default=4, help="bank: seeds per arm")
+    ap.add_argument("--bank-seeds", type=int, default=None, help="bank: only seeds 0..N-1 of each cell")
     ap.add_argument("--draws", type=int, default=50, help="bank: random splits per cell")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="append the markdown here")
     args = ap.parse_args(argv)
     looks = Looks(first=3, max_seeds=args.max_seeds, kind=args.spending)
-    result = bank(args.store, args.tables, looks, args.arm, args.draws, args.seed) if args.store \
+    result = bank(args.store, args.tables, looks, args.arm, args.draws, args.seed, args.bank_seeds) if args.store \
         else synthetic(args.tables, looks, args.seed)
     md = markdown(result, args)
     print(md)
