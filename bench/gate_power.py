@@ -336,7 +336,8 @@ BUGS: dict[str, Callable[[list], None]] = {
 
 def train_in_process(plan, store: str, run_options=None) -> None:
     """Train what ``store`` lacks of ``plan`` in this process (no Ray: the bug's patches
-    hold), stage by stage, recording the device as harness.machine.device_label."""
+    hold), stage by stage, recording the device as harness.machine.device_label after each
+    trial."""
     import torch
 
     from harness import machine, provenance
@@ -346,7 +347,6 @@ def train_in_process(plan, store: str, run_options=None) -> None:
     from harness.trial import TrainOptions
 
     root = Path(store).resolve().parent
-    label = machine.device_label(torch.device("cpu"))
     with Store(store) as st:
         done = st.done_hashes()
         for stage in plan.stages():
@@ -359,6 +359,10 @@ def train_in_process(plan, store: str, run_options=None) -> None:
                                     log=lambda m: None, **dep)
                 started = provenance.utc_now()
                 res = run_trial(spec, opts)
+                # labelled after the trial, as a worker does: the label counts the threads the
+                # trial ran with (taken before the first trial it read torch's default, 2 here,
+                # and a rerun's trials then differed from the night's: "mixed")
+                label = machine.device_label(torch.device("cpu"))
                 d = {**res.to_json(), "history": res.history, "device": label}
                 st.put_trial(trial_record(spec, "bugs", d, started_at=started, git_commit="bugs"))
                 done.add(spec.hash)
