@@ -112,7 +112,8 @@ def test_guard_sees_workers_write_the_driver_folder_without_storage(cluster):
                     "--address", ray.address)
     assert proc.returncode == 0, proc.stderr[-4000:]
     seen = ray.violations()
-    assert seen and all(Path(v["path"]).is_relative_to(store.parent) for v in seen), seen
+    assert seen and all(Path(v["path"]).is_relative_to(store.parent) for v in seen), \
+        [(v["node"], v["pid"], v["event"], v["path"]) for v in seen]
     assert {v["node"] for v in seen} <= {"nodeA", "nodeB"}
     assert any("/checkpoints/" in v["path"] for v in seen)
     ray.clear_records()
@@ -164,4 +165,5 @@ def test_trial_on_a_dead_node_resumes_on_the_other_from_stored_checkpoint(cluste
     got = [{k: r[k] for k in ("epoch", "loss", "lr", "top1", "top5")} for r in rec.epochs_rows]
     want = [{k: r[k] for k in ("epoch", "loss", "lr", "top1", "top5")} for r in ref.history]
     assert got == want
-    assert ray.violations() == []
+    stray = ray.violations()
+    assert stray == [], [(v["node"], v["pid"], v["event"], v["path"]) for v in stray]
