@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from .intervals import Noise, finite_values, pooled_noise
+from .intervals import Noise, finite_values, pooled_noise, satterthwaite
 
 __all__ = ["Prior", "CellVariance", "fit_prior", "moderated", "pair_noise"]
 
@@ -120,7 +120,6 @@ def pair_noise(a: CellVariance, b: CellVariance) -> Noise:
     else:
         parts = [(x.own_df * x.own_var / ((x.d0 + x.own_df) * x.n), x.own_df) for x in (a, b)]
         prior = sum(x.d0 * x.s0_sq / ((x.d0 + x.own_df) * x.n) for x in (a, b))
-        terms = parts + [(prior, a.d0)]
-        denom = sum(v * v / d for v, d in terms if d > 0 and v > 0)
-        df = min(total ** 2 / denom, cap) if denom > 0 else cap
+        _, welch = satterthwaite(parts + [(prior, a.d0)])
+        df = min(welch, cap) if welch > 0 else cap
     return Noise(math.sqrt(total / (1 / a.n + 1 / b.n)), df, a.n + b.n, 2)
