@@ -6,7 +6,10 @@ audit hook records, as one JSON file each in CLUSTER_GUARD_LOG:
 * ``violation-*``: every ``open``, ``mkdir``, rename, ``remove`` or ``rmdir`` of a path
   under a forbidden folder (the driver's results, another node's folder), with the process,
   its node and the path (files that C++ code opens itself are not seen: the harness opens
-  its checkpoints and logs from Python);
+  its checkpoints and logs from Python). A read-only ``open`` of a path that does not exist
+  is not recorded: it fails the same way on a real cluster, where the driver's folder is
+  not there (Ray puts the driver's folder on its workers' ``sys.path``, so ``linecache``
+  formatting a traceback through ``_raylet.pyx`` probes ``<driver>/_raylet.pyx``);
 * ``trial-*``: every process that imports harness.trainer (one that runs trials), with its
   working folder and node.
 """
@@ -46,6 +49,14 @@ def _under_forbidden(path):
 
 
 _PATH_EVENTS = {"open": 1, "os.mkdir": 1, "os.rename": 2, "os.remove": 1, "os.rmdir": 1}
+_WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def _failed_lookup(event, args, full):
+    """A read-only open of a missing path: it behaves alike on one machine and on many."""
+    if event != "open" or len(args) < 3 or not isinstance(args[2], int):
+        return False
+    return not (args[2] & _WRITES) and not os.path.lexists(full)
 
 
 def _hook(event, args):
@@ -56,7 +67,7 @@ def _hook(event, args):
             if isinstance(path, int):
                 continue
             full = _under_forbidden(path)
-            if full:
+            if full and not _failed_lookup(event, args, full):
                 _record("violation", {"event": event, "path": full})
     elif event == "import" and args and args[0] == "harness.trainer":
         _record("trial", {"cwd": os.getcwd()})
