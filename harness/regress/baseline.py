@@ -100,6 +100,9 @@ def seed_entry(spec: TrialSpec, rec: TrialRecord | None, metric: str = "top1",
     gap = logit_gap_mean(rec) if rec is not None else None
     if gap is not None:
         entry["logit_gap"] = gap
+    applied = (rec.metrics or {}).get("applied") if rec is not None else None
+    if isinstance(applied, dict):
+        entry["applied"] = applied  # what ran (harness.tasks.applied): the invariant checks
     return entry
 
 

@@ -20,6 +20,7 @@ from harness.regress.checks import (Check, Looks, NEVER, cell_check, column_nois
                                     mechanism_check, model_check, speed_check, trick_check)
 from harness.regress.identity import (Identity, accuracy_comparable, determinism_applies,
                                       identity, speed_comparable)
+from harness.regress.invariants import invariant_check
 
 __all__ = ["Key", "Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "FAIL_VERDICTS",
            "Evaluation", "cell_device", "baseline_cells", "evaluate", "compare", "run_night",
@@ -343,6 +344,7 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
         if chk is not None:
             checks.append(chk)
     checks += _mechanism_checks(usable, parents or {}, th, alpha)
+    checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now)] if chk]
     checks += _speed_checks([c for c in cells if c.speed], th, alpha)
     for chk in checks:
         chk.look = look

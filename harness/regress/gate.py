@@ -211,7 +211,9 @@ def _summary(plan: Plan, entry: dict[str, Any], ev: Evaluation, th: Thresholds, 
     failures = [f"{v.cell}: {v.reason()}" for v in ev.cells if v.failed]
     failures += [f"{c.kind} {c.name}: {c.metric} drop {c.drop.drop:.3g} >= {c.drop.floor:g} "
                  f"(p {c.p:.2g}, {c.note})" for c in ev.checks
-                 if c.failed and c.kind not in ("cell", "speed")]  # those fail their cell
+                 if c.failed and c.kind not in ("cell", "speed", "invariant")]  # those fail their cell
+    failures += [f"invariant {c.name}: what ran changed: {c.note}" for c in ev.checks
+                 if c.failed and c.kind == "invariant"]
     undecided = [f"{c.kind} {c.name}" for c in ev.checks if c.outcome == "undecided"]
     status = "regression" if failures else "undecided" if undecided else "pass"
     return {

@@ -1,6 +1,7 @@
 """The gate's markdown report: a header (baseline entry, machine class, the family's method
 and level, failing and undecided checks), then tables for the gated metric per cell, the
-pooled checks (per model, per trick), training speed and the determinism tier."""
+pooled checks (per model, per trick), the invariant checks (what ran), training speed and
+the determinism tier."""
 from __future__ import annotations
 
 import math
@@ -116,6 +117,17 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
                   "delta on the mean logit gap kept, 1 = as in the baseline)", "",
                   _table(pooled, ["check", "name", "baseline delta", "now delta (model: change)", "drop", "floor", "p",
                                   "outcome", "note"]), ""]
+    invariants = [[c.name, f"{c.base:g}" if c.base is not None else "-", c.outcome, c.note]
+                  for c in ev.checks if c.kind == "invariant"]
+    if invariants:
+        lines += ["## What ran (invariant checks: facts measured on the objects that trained, "
+                  "harness/tasks/applied.py; any change fails)", "",
+                  _table(invariants, ["cell", "facts compared", "outcome", "note"]), ""]
+    else:
+        lines += ["## What ran (invariant checks): not compared", "",
+                  "The baseline's trials or tonight's carry no `applied` facts (a baseline frozen "
+                  "before trials recorded them: re-freeze it with `baseline save` to enable these "
+                  "checks).", ""]
     lines += ["## Training speed (images/s, median over trials; a trial: mean of its epochs)", "",
               _table(_speed_rows(verdicts, th), ["cell", "baseline median", "now median", "delta",
                                                  "p", "verdict"]), "", "## Determinism", ""] + _determinism(verdicts) + [""]

@@ -26,6 +26,7 @@ from harness.models.small_maps import use_small_map_convs
 from harness.recipe import Recipe
 from harness.scales import Scale
 from harness.spec import TrialSpec
+from harness.tasks.applied import input_facts, optimizer_facts, schedule_facts, zero_gamma_facts
 from harness.tasks.model_tricks import apply_model_tricks
 from harness.trial import TrainOptions, TrialResult, load_classifier, pick_device, seed_everything, set_threads
 from tricks.distillation import distillation_loss
@@ -214,6 +215,7 @@ class ClassificationTask:
                                opts.data_root, opts.decode, opts.loader_workers, model=spec.model)
         model, self.meta = build_model(spec, batches.num_classes, batches.in_chans, device,
                                        opts.small_map_convs)
+        applied = zero_gamma_facts(model)  # what ran, for the gate's invariant checks
         if is_external(spec.model) or spec.user_folder or spec.overrides.image_size:  # built-in trials: untouched
             check_input_size(model, spec.model, batches.aug.out_size, batches.in_chans, device)
         precision = resolve_precision(spec.recipe.precision, device.type)
@@ -238,6 +240,9 @@ class ClassificationTask:
                                recipe=spec.recipe, precision=precision, device=device,
                                num_classes=batches.num_classes, generator=gen,
                                host_generator=host_gen, teacher=teacher)
+        self._applied = {**applied, **optimizer_facts(self.ctx.optimizer),
+                         **schedule_facts(self.ctx.schedule)}
+        self._input: dict[str, float] | None = None  # the first training batch's statistics
         if self.ctx.scaler.is_enabled():  # fp16: a skipped first step must not leave garbage momentum
             guard_skipped_first_step(self.ctx.optimizer)
         self.batches = batches
@@ -259,6 +264,8 @@ class ClassificationTask:
         return self.batches.train_epoch(epoch, self.ctx.generator)
 
     def step(self, it: int, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        if self._input is None:
+            self._input = input_facts(batch[0])
         return train_step(self.ctx, it, *batch)
 
     def lr(self) -> float:
@@ -285,17 +292,20 @@ class ClassificationTask:
         if result.status == "done" and self._train_top1 is not None:
             result.metrics["train_top1"] = self._train_top1
         result.metrics["model_tricks"] = dict(self.meta["tricks"])  # provenance: applied / skipped
+        result.metrics["applied"] = {**self._applied, **(self._input or {})}  # measured: applied.py
 
     def state_dict(self) -> dict[str, Any]:
         c = self.ctx
         return {"model": unwrap(c.model).state_dict(), "optimizer": c.optimizer.state_dict(),
-                "scaler": c.scaler.state_dict(), "rng": self._rng_state(), "model_meta": self.meta}
+                "scaler": c.scaler.state_dict(), "rng": self._rng_state(), "model_meta": self.meta,
+                "input_facts": self._input}
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         c = self.ctx
         unwrap(c.model).load_state_dict(ckpt["model"])
         c.optimizer.load_state_dict(ckpt["optimizer"])
         c.scaler.load_state_dict(ckpt["scaler"])
+        self._input = ckpt.get("input_facts") or self._input  # checkpoints before it: the next batch's
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         c.generator.set_state(ckpt["rng"]["data"].cpu())
         if "host" in ckpt["rng"] and c.host_generator is not c.generator:

@@ -1,0 +1,131 @@
+"""What a trial applied (harness.tasks.applied) and the gate's invariant checks
+(harness.regress.invariants): a trick that breaks without a measurable top-1 change (weight
+decay on every parameter, unnormalised inputs) fails the night. References: torchvision's
+own ``zero_init_residual`` flag, parameter counts by name, the cosine formula summed with
+numpy, hand-made baseline entries."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from harness.recipe import named_recipe
+from harness.regress import THRESHOLDS, evaluate
+from harness.regress.invariants import invariant_check
+from harness.spec import TrialSpec
+from harness.tasks.applied import input_facts, optimizer_facts, schedule_facts, zero_gamma_facts
+from harness.trainer import TrainOptions, run_trial
+from test_regress import DEVICE, TORCH
+from tricks.lr_schedule import LRSchedule
+from tricks.no_bias_decay import param_groups
+
+
+def _by_name_1d(model: torch.nn.Module) -> int:
+    """Values of biases and BN gamma/beta, picked by name (not by shape)."""
+    return sum(p.numel() for n, p in model.named_parameters()
+               if n.endswith(".bias") or (".bn" in n or "downsample.1" in n or n.startswith("bn")))
+
+
+def test_optimizer_facts_count_what_no_bias_decay_leaves_decayed():
+    model = torchvision.models.resnet18(num_classes=10)
+    flat = _by_name_1d(model)
+    kernels = sum(p.numel() for p in model.parameters()) - flat
+    on = torch.optim.SGD(param_groups(model, 1e-4, True), lr=0.1)
+    off = torch.optim.SGD(param_groups(model, 1e-4, False), lr=0.1)
+    assert optimizer_facts(on) == {"decayed_1d": 0, "undecayed_nd": 0}
+    assert optimizer_facts(off) == {"decayed_1d": flat, "undecayed_nd": 0}
+    none = torch.optim.SGD(param_groups(model, 0.0, True), lr=0.1)
+    assert optimizer_facts(none) == {"decayed_1d": 0, "undecayed_nd": kernels}
+
+
+def test_zero_gamma_facts_match_torchvisions_zero_init_residual():
+    plain = torchvision.models.resnet18(zero_init_residual=False)
+    zeroed = torchvision.models.resnet18(zero_init_residual=True)
+    blocks = sum(1 for m in zeroed.modules() if isinstance(m, torchvision.models.resnet.BasicBlock))
+    assert zero_gamma_facts(plain) == {"zero_gamma_bns": 0}
+    assert zero_gamma_facts(zeroed) == {"zero_gamma_bns": blocks} and blocks == 8
+
+
+def test_schedule_facts_mean_lr_is_the_formula_summed():
+    t = np.arange(1000)
+    cos = LRSchedule(0.4, 1000, 0, "cosine")
+    assert math.isclose(schedule_facts(cos)["lr_mean"], float(np.mean(0.2 * (1 + np.cos(np.pi * t / 1000)))),
+                        rel_tol=1e-12)
+    step = LRSchedule(0.4, 1000, 100, "step", (300, 600, 900))
+    ref = np.where(t < 100, 0.4 * (t + 1) / 100, 0.4 * 0.1 ** ((t >= 300).astype(int) + (t >= 600) + (t >= 900)))
+    assert math.isclose(schedule_facts(step)["lr_mean"], float(ref.mean()), rel_tol=1e-12)
+
+
+def test_input_facts_are_torch_mean_and_std():
+    x = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    f = input_facts(x)
+    assert f["input_mean"] == pytest.approx(float(x.mean())) and f["input_std"] == pytest.approx(float(x.std()))
+
+
+def test_a_smoke_trial_stores_what_it_applied():
+    """The efficient recipe (no bias decay, zero-gamma) against the baseline (neither)."""
+    got = {}
+    for recipe in ("efficient", "baseline"):
+        res = run_trial(TrialSpec("resnet18", named_recipe(recipe), "smoke", 0),
+                        TrainOptions(threads=1, log=lambda m: None))
+        assert res.status == "done"
+        got[recipe] = res.metrics["applied"]
+    eff, base = got["efficient"], got["baseline"]
+    assert eff["decayed_1d"] == 0 and base["decayed_1d"] > 0
+    assert eff["zero_gamma_bns"] > 0 and base["zero_gamma_bns"] == 0
+    assert eff["lr_mean"] > 0 and eff["lr_mean"] != base["lr_mean"]
+    assert 0.5 < eff["input_std"] < 1.5 and abs(eff["input_mean"]) < 0.5  # normalised inputs
+
+
+# ---- the gate's check ----------------------------------------------------------------------
+FACTS = {"decayed_1d": 0, "undecayed_nd": 0, "zero_gamma_bns": 16, "lr_mean": 0.05}
+
+
+def _trials(seeds, **change) -> list[dict]:
+    return [{"seed": s, "status": "done", "top1": 85.0 + 0.1 * s, "img_per_s": 1000.0,
+             "device": DEVICE, "precision": "fp32", "torch_version": TORCH,
+             "applied": {**FACTS, "input_mean": 0.01 * s, "input_std": 1.0 + 0.01 * s, **change}}
+            for s in seeds]
+
+
+def test_invariant_check_passes_what_is_unchanged_and_fails_each_change():
+    ok = invariant_check("Efficient", "R", _trials([0, 1]), _trials([0, 1]))
+    assert ok.drop.drop == 0 and ok.base == 6
+    wd = invariant_check("Efficient", "R", _trials([0, 1]), _trials([0, 1], decayed_1d=9000))
+    assert wd.drop.drop == 1 and "decayed_1d changed (seed 0: 0 -> 9000" in wd.note
+    norm = invariant_check("Efficient", "R", _trials([0, 1]), _trials([0, 1], input_std=88.0))
+    assert norm.drop.drop == 1 and "input_std" in norm.note
+    small = invariant_check("Efficient", "R", _trials([0]), _trials([0], input_std=1.01))
+    assert small.drop.drop == 0  # a float difference between machines, within 0.02
+
+
+def test_a_seed_the_baseline_lacks_compares_counts_not_its_batch():
+    chk = invariant_check("E", "R", _trials([0, 1]), _trials([5], input_mean=0.7))
+    assert chk.drop.drop == 0 and "input_mean" not in chk.note  # another seed: another batch
+    chk = invariant_check("E", "R", _trials([0, 1]), _trials([5], zero_gamma_bns=0))
+    assert chk.drop.drop == 1 and "zero_gamma_bns" in chk.note
+
+
+def test_a_baseline_without_facts_is_not_compared():
+    old = [{k: v for k, v in t.items() if k != "applied"} for t in _trials([0, 1])]
+    assert invariant_check("E", "R", old, _trials([0, 1])) is None
+
+
+@pytest.mark.parametrize("scale", ["smoke", "local"])
+def test_a_changed_fact_fails_the_night_at_every_scale(scale):
+    base_cells = {("Efficient", "R"): _trials([0, 1]), ("+ cosine", "R"): _trials([0, 1])}
+    baseline = {"cells": [{"row": r, "column": c, "seeds": [0, 1], "trials": ts}
+                          for (r, c), ts in base_cells.items()]}
+    same = evaluate(baseline, copy.deepcopy(base_cells), THRESHOLDS[scale],
+                    parents={"+ cosine": "Efficient"})
+    assert not same.failing and sum(c.kind == "invariant" for c in same.checks) == 2
+    bug = copy.deepcopy(base_cells)
+    for t in bug[("+ cosine", "R")]:
+        t["applied"]["decayed_1d"] = 9000
+    ev = evaluate(baseline, bug, THRESHOLDS[scale], parents={"+ cosine": "Efficient"})
+    failed = [c for c in ev.checks if c.failed]
+    assert ev.failing and [(c.kind, c.name) for c in failed] == [("invariant", "+ cosine / R")]
