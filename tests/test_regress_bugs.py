@@ -1,8 +1,9 @@
 """bench/gate_power.py's real-bug procedure end to end at smoke (cheap): a clean baseline,
 a clean night, then each bug patched into the training stack in its own subprocess, trained
 and gated. Smoke accuracy never gates, so what is checked is that the procedure runs, the
-clean night is bit-identical (the determinism tier says 'same') and every bug is really
-applied: it changes the computation of at least one cell it touches."""
+clean night is bit-identical (the determinism tier says 'same') and passes, every bug is
+really applied (it changes the computation of at least one cell it touches) and the gate's
+invariant checks (what ran: harness/tasks/applied.py) fail each bug's night."""
 from __future__ import annotations
 
 import json
@@ -32,3 +33,4 @@ def test_real_bugs_procedure_at_smoke(tmp_path):
         assert r["exit_code"] in (0, 1) and Path(r["report"]).is_file()
         if bug != "none":
             assert r["changed_cells"] >= 1, bug
+            assert r["caught"] and "invariant" in r["caught_by"], (bug, r)

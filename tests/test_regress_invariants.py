@@ -6,6 +6,7 @@ numpy, hand-made baseline entries."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -69,11 +70,14 @@ def test_input_facts_are_torch_mean_and_std():
 def test_a_smoke_trial_stores_what_it_applied():
     """The efficient recipe (no bias decay, zero-gamma) against the baseline (neither)."""
     got = {}
-    for recipe in ("efficient", "baseline"):
-        res = run_trial(TrialSpec("resnet18", named_recipe(recipe), "smoke", 0),
-                        TrainOptions(threads=1, log=lambda m: None))
+    recipes = {"efficient": named_recipe("efficient"), "baseline": named_recipe("baseline"),
+               "smoothed": dataclasses.replace(named_recipe("efficient"), label_smoothing=0.1)}
+    for name, recipe in recipes.items():
+        res = run_trial(TrialSpec("resnet18", recipe, "smoke", 0), TrainOptions(threads=1, log=lambda m: None))
         assert res.status == "done"
-        got[recipe] = res.metrics["applied"]
+        got[name] = res.metrics["applied"]
+    assert got["efficient"]["target_max"] == 1.0
+    assert got["smoothed"]["target_max"] == pytest.approx(0.9, abs=1e-6)  # paper form: 1 - eps
     eff, base = got["efficient"], got["baseline"]
     assert eff["decayed_1d"] == 0 and base["decayed_1d"] > 0
     assert eff["zero_gamma_bns"] > 0 and base["zero_gamma_bns"] == 0
@@ -129,3 +133,21 @@ def test_a_changed_fact_fails_the_night_at_every_scale(scale):
     ev = evaluate(baseline, bug, THRESHOLDS[scale], parents={"+ cosine": "Efficient"})
     failed = [c for c in ev.checks if c.failed]
     assert ev.failing and [(c.kind, c.name) for c in failed] == [("invariant", "+ cosine / R")]
+
+
+def test_target_facts_match_the_smoothing_formula_and_mixups_blend():
+    """One-hot: 1; label smoothing eps over K classes: 1 - eps on the true class, eps/(K-1)
+    elsewhere (Sec 5.2, the paper's form); a blend of two smoothed one-hots with lambda: max(lambda, 1 - lambda) x that plus
+    the rest where the labels differ."""
+    from tricks.label_smoothing import smooth_targets
+    from harness.tasks.applied import target_facts
+
+    y = torch.tensor([0, 3, 3, 7])
+    assert target_facts(None) == {"target_max": 1.0}
+    t = smooth_targets(y, 10, 0.1)
+    assert target_facts(t)["target_max"] == pytest.approx(1 - 0.1)
+    lam = 0.7
+    mixed = lam * t + (1 - lam) * t[[1, 0, 2, 3]]  # rows 0/1 mix different labels
+    hi, lo = 1 - 0.1, 0.1 / 9
+    expect = [lam * hi + (1 - lam) * lo, lam * hi + (1 - lam) * lo, hi, hi]
+    assert target_facts(mixed)["target_max"] == pytest.approx(sum(expect) / 4)

@@ -9,6 +9,7 @@ place training can be swapped (tests pass a function that fills the store).
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import sys
 import tempfile
@@ -232,7 +233,8 @@ def _summary(plan: Plan, entry: dict[str, Any], ev: Evaluation, th: Thresholds, 
         "thresholds": asdict(th),
         "family": {"method": FAMILY_METHOD, "alpha": th.alpha, "spending": SPENDING,
                    "looks": looks.seeds, "look": ev.look, "look_alpha": ev.alpha,
-                   "checks": sum(1 for c in ev.checks if c.gating and c.outcome != "n/a")},
+                   "checks": sum(1 for c in ev.checks if c.gating and c.outcome != "n/a"  # Holm's family:
+                                 and c.drop is not None and math.isfinite(c.drop.p))},  # tested ones
         "rerun_trials": extra, "options": asdict(opts),
         "checks_run": [f"{c.kind} {c.name}" for c in ev.checks],
         "counts": {verdict: sum(1 for v in ev.cells if v.verdict == verdict)

@@ -17,7 +17,10 @@ from the recipe, so a silently dropped trick shows up in them; the trial stores 
   5.1 cosine: a cosine schedule silently run as step decay changes it);
 * ``input_mean``, ``input_std``: mean and standard deviation of the first training batch as
   the model receives it (after the data pipeline's normalisation, before mixup): about 0
-  and 1 with the dataset's own mean/std (Sec 2.1's normalisation).
+  and 1 with the dataset's own mean/std (Sec 2.1's normalisation);
+* ``target_max``: the first batch's mean largest target probability as the loss receives
+  it: 1 for one-hot labels, ``1 - eps`` with Sec 5.2's label smoothing, lower again with
+  mixup's blend (Sec 5.4).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from torch import nn
 
 from tricks.lr_schedule import LRSchedule
 
-__all__ = ["optimizer_facts", "zero_gamma_facts", "schedule_facts", "input_facts"]
+__all__ = ["optimizer_facts", "zero_gamma_facts", "schedule_facts", "input_facts", "target_facts"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -64,3 +67,11 @@ def input_facts(x: torch.Tensor) -> dict[str, float]:
     """Mean and standard deviation over every value of one input batch."""
     v = x.detach().float()
     return {"input_mean": float(v.mean()), "input_std": float(v.std())}
+
+
+@torch.no_grad()
+def target_facts(targets: torch.Tensor | None) -> dict[str, float]:
+    """The mean largest probability of a batch's soft ``targets`` (None: one-hot labels)."""
+    if targets is None:
+        return {"target_max": 1.0}
+    return {"target_max": float(targets.detach().float().max(dim=1).values.mean())}

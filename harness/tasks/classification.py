@@ -26,7 +26,8 @@ from harness.models.small_maps import use_small_map_convs
 from harness.recipe import Recipe
 from harness.scales import Scale
 from harness.spec import TrialSpec
-from harness.tasks.applied import input_facts, optimizer_facts, schedule_facts, zero_gamma_facts
+from harness.tasks.applied import (input_facts, optimizer_facts, schedule_facts, target_facts,
+                                   zero_gamma_facts)
 from harness.tasks.model_tricks import apply_model_tricks
 from harness.trial import TrainOptions, TrialResult, load_classifier, pick_device, seed_everything, set_threads
 from tricks.distillation import distillation_loss
@@ -102,13 +103,17 @@ class StepContext:
     teacher: torch.nn.Module | None = None
 
 
-def compute_loss(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Targets (label smoothing Sec 5.2, mixup Sec 5.4) and loss (distillation Sec 5.3)."""
+def compute_loss(ctx: StepContext, x: torch.Tensor, y: torch.Tensor,
+                 facts: dict[str, float] | None = None) -> torch.Tensor:
+    """Targets (label smoothing Sec 5.2, mixup Sec 5.4) and loss (distillation Sec 5.3);
+    ``facts``, when given, gets the targets' statistics (:func:`target_facts`)."""
     r = ctx.recipe
     soft = r.label_smoothing > 0 or r.mixup or r.distill
     targets = smooth_targets(y, ctx.num_classes, r.label_smoothing, r.label_smoothing_form) if soft else None
     if r.mixup:
         x, targets, _ = mixup_batch(x, targets, r.mixup_alpha, ctx.host_generator)
+    if facts is not None:
+        facts.update(target_facts(targets))
     with autocast(ctx.precision, ctx.device.type):
         logits = ctx.model(x)
         teacher_logits = None
@@ -123,11 +128,13 @@ def compute_loss(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return F.cross_entropy(logits.float(), y)
 
 
-def train_step(ctx: StepContext, it: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def train_step(ctx: StepContext, it: int, x: torch.Tensor, y: torch.Tensor,
+               facts: dict[str, float] | None = None) -> torch.Tensor:
+    """One SGD step; ``facts`` (the first step's) gets the targets' statistics."""
     ctx.schedule.apply(ctx.optimizer, it)
     if ctx.recipe.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    loss = compute_loss(ctx, x, y)
+    loss = compute_loss(ctx, x, y, facts)
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(loss).backward()
     ctx.scaler.step(ctx.optimizer)
@@ -242,7 +249,7 @@ class ClassificationTask:
                                host_generator=host_gen, teacher=teacher)
         self._applied = {**applied, **optimizer_facts(self.ctx.optimizer),
                          **schedule_facts(self.ctx.schedule)}
-        self._input: dict[str, float] | None = None  # the first training batch's statistics
+        self._batch_facts: dict[str, float] | None = None  # the first training batch's
         if self.ctx.scaler.is_enabled():  # fp16: a skipped first step must not leave garbage momentum
             guard_skipped_first_step(self.ctx.optimizer)
         self.batches = batches
@@ -264,8 +271,11 @@ class ClassificationTask:
         return self.batches.train_epoch(epoch, self.ctx.generator)
 
     def step(self, it: int, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        if self._input is None:
-            self._input = input_facts(batch[0])
+        if self._batch_facts is None:  # the first batch as the model and the loss see it
+            facts = input_facts(batch[0])
+            loss = train_step(self.ctx, it, *batch, facts=facts)
+            self._batch_facts = facts
+            return loss
         return train_step(self.ctx, it, *batch)
 
     def lr(self) -> float:
@@ -292,20 +302,20 @@ class ClassificationTask:
         if result.status == "done" and self._train_top1 is not None:
             result.metrics["train_top1"] = self._train_top1
         result.metrics["model_tricks"] = dict(self.meta["tricks"])  # provenance: applied / skipped
-        result.metrics["applied"] = {**self._applied, **(self._input or {})}  # measured: applied.py
+        result.metrics["applied"] = {**self._applied, **(self._batch_facts or {})}  # measured: applied.py
 
     def state_dict(self) -> dict[str, Any]:
         c = self.ctx
         return {"model": unwrap(c.model).state_dict(), "optimizer": c.optimizer.state_dict(),
                 "scaler": c.scaler.state_dict(), "rng": self._rng_state(), "model_meta": self.meta,
-                "input_facts": self._input}
+                "batch_facts": self._batch_facts}
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         c = self.ctx
         unwrap(c.model).load_state_dict(ckpt["model"])
         c.optimizer.load_state_dict(ckpt["optimizer"])
         c.scaler.load_state_dict(ckpt["scaler"])
-        self._input = ckpt.get("input_facts") or self._input  # checkpoints before it: the next batch's
+        self._batch_facts = ckpt.get("batch_facts") or self._batch_facts  # older ones: the next batch's
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         c.generator.set_state(ckpt["rng"]["data"].cpu())
         if "host" in ckpt["rng"] and c.host_generator is not c.generator:
