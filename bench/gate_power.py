@@ -507,11 +507,14 @@ def main() -> None:
                  "`caught_by`: the check kinds that failed"
                  + ("; speed not gated (--no-speed: the bugs trained side by side, the baseline alone)"
                     if a.no_speed else "")]
+        from harness.machine import class_label, machine_class
+        notes.append(f"- machine: `{class_label(machine_class('cpu'))}`, 1 thread a trial, "
+                     f"{a.jobs} bug(s) at once")
         if a.scale == "smoke":
-            notes.append("- SMOKE: accuracy never gates at smoke (floor 100 points), so `caught` is "
-                         "expected to be false: this shows the procedure works, not what it catches. "
-                         "The `local` figures: python bench/gate_power.py --bugs --scale local --table "
-                         "bench/gate_bugs.yaml --no-speed (their own section)")
+            notes.append("- SMOKE: accuracy never gates at smoke (floor 100 points): what catches a "
+                         "bug there is the invariant checks (what ran). The `local` figures: python "
+                         "bench/gate_power.py --bugs --scale local --table bench/gate_bugs.yaml "
+                         "--no-speed (their own section)")
         if a.write_results:
             table = [{k: v for k, v in r.items() if k != "report"} for r in rows]
             write_results(Path(a.write_results), f"bugs {a.scale}",
