@@ -1,4 +1,5 @@
-"""Tests for harness/report/stats.py: t-intervals over seeds, paired deltas, verdicts.
+"""Tests for harness/report/stats.py: t-intervals over seeds (the verdicts are
+harness/report/verdicts.py's, tested in tests/test_adaptive.py, tests/test_report.py and tests/test_statistics.py).
 
 Every expected interval is computed here by hand (sample std with ddof=1 and a t quantile
 written out as a constant), independently of the code under test.
@@ -10,7 +11,7 @@ import statistics
 
 import pytest
 
-from harness.report.stats import VERDICTS, mean_ci, paired_delta, verdict
+from harness.report.stats import mean_ci
 
 T975_DF1 = 12.706204736174698  # t quantile 0.975, 1 degree of freedom
 T975_DF2 = 4.302652729911275  # t quantile 0.975, 2 degrees of freedom
@@ -57,55 +58,3 @@ def test_mean_ci_edge_cases():
     assert (mean, hw, n) == (5.0, 0.0, 3)
     with pytest.raises(ValueError):
         mean_ci([1.0, 2.0], level=1.5)
-
-
-def test_paired_delta_uses_common_seeds_only():
-    """Differences a - b over the seeds both have; the interval is over those differences."""
-    a = {0: 76.5, 1: 76.9, 2: 76.0, 3: 80.0}  # seed 3 has no partner
-    b = {0: 76.1, 1: 76.5, 2: 75.9, 4: 10.0}
-    diffs = [76.5 - 76.1, 76.9 - 76.5, 76.0 - 75.9]
-    mean, hw, n = paired_delta(a, b)
-    exp_mean, exp_hw = _by_hand(diffs, T975_DF2)
-    assert n == 3
-    assert mean == pytest.approx(exp_mean)
-    assert hw == pytest.approx(exp_hw, rel=1e-9)
-    # pairing removes the shared seed effect: unpaired, the interval would be much wider
-    assert hw < mean_ci(a[s] for s in (0, 1, 2))[1]
-
-
-def test_paired_delta_degenerate():
-    """One common seed: its difference and no interval; none: n = 0."""
-    mean, hw, n = paired_delta({0: 77.0, 1: 78.0}, {1: 76.5})
-    assert (mean, n) == (1.5, 1) and math.isnan(hw)
-    mean, hw, n = paired_delta({0: 77.0}, {1: 76.5})
-    assert n == 0 and math.isnan(mean)
-    mean, hw, n = paired_delta({0: 77.0, 1: None}, {0: 76.0, 1: 75.0})
-    assert (mean, n) == (1.0, 1)
-
-
-@pytest.mark.parametrize("ours, hw, n, paper, expected", [
-    (0.8, 0.3, 3, 0.75, "reproduced"),        # CI [0.5, 1.1] excludes 0, same sign
-    (-0.5, 0.2, 3, -0.14, "reproduced"),      # both negative
-    (-0.8, 0.3, 3, 0.40, "contradicted"),     # CI [-1.1, -0.5], paper positive
-    (0.6, 0.1, 2, -0.96, "contradicted"),     # CI [0.5, 0.7], paper negative
-    (0.3, 0.5, 3, 0.75, "within noise"),      # CI [-0.2, 0.8] includes 0
-    (-0.1, 0.1, 3, 0.75, "within noise"),     # CI touches 0: includes it
-    (1.5, float("nan"), 1, 0.75, "within noise"),  # one seed: no interval
-    (float("nan"), float("nan"), 0, 0.75, "not run"),  # our side missing
-    (0.8, 0.3, 3, None, "not run"),           # the paper's side missing
-    (0.8, 0.3, 3, 0.0, "contradicted"),       # paper: no change; ours: a clear one
-])
-def test_verdict_cases(ours, hw, n, paper, expected):
-    """Each verdict: reproduced / within noise / contradicted / not run."""
-    assert verdict(ours, hw, n, paper) == expected
-    assert expected in VERDICTS
-
-
-def test_verdict_from_paired_delta_end_to_end():
-    """A paired delta of three seeds fed to verdict, checked against the hand interval."""
-    a, b = {0: 77.0, 1: 77.4, 2: 77.1}, {0: 76.2, 1: 76.5, 2: 76.4}
-    mean, hw, n = paired_delta(a, b)
-    lo = mean - _by_hand([0.8, 0.9, 0.7], T975_DF2)[1]
-    assert lo > 0
-    assert verdict(mean, hw, n, 0.75) == "reproduced"
-    assert verdict(mean, hw, n, -0.2) == "contradicted"
