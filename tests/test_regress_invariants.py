@@ -151,3 +151,17 @@ def test_target_facts_match_the_smoothing_formula_and_mixups_blend():
     hi, lo = 1 - 0.1, 0.1 / 9
     expect = [lam * hi + (1 - lam) * lo, lam * hi + (1 - lam) * lo, hi, hi]
     assert target_facts(mixed)["target_max"] == pytest.approx(sum(expect) / 4)
+
+
+def test_another_machine_class_compares_counts_not_batches():
+    """A GPU draws mixup's lambda from its own host generator: the same seed's first batch is
+    not comparable across hardware classes, the counts are."""
+    base = _trials([0, 1])
+    assert invariant_check("E", "R", base, _trials([0, 1], target_max=0.6), same_class=False).drop.drop == 0
+    chk = invariant_check("E", "R", base, _trials([0, 1], decayed_1d=5), same_class=False)
+    assert chk.drop.drop == 1 and "input_mean" not in chk.note
+    other = [dict(t, device="cuda:NVIDIA H200 | driver 570 | cuda 12.8 | cudnn 9 x1") for t in _trials([0, 1], target_max=0.6)]
+    baseline = {"cells": [{"row": "E", "column": "R", "seeds": [0, 1], "trials": base}]}
+    ev = evaluate(baseline, {("E", "R"): other}, THRESHOLDS["local"])
+    inv = [c for c in ev.checks if c.kind == "invariant"]
+    assert len(inv) == 1 and inv[0].outcome == "pass" and "target_max" not in inv[0].note

@@ -344,13 +344,19 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
         if chk is not None:
             checks.append(chk)
     checks += _mechanism_checks(usable, parents or {}, th, alpha)
-    checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now)] if chk]
+    checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now, _same_class(c))] if chk]
     checks += _speed_checks([c for c in cells if c.speed], th, alpha)
     for chk in checks:
         chk.look = look
     decide(checks, alpha, th.band, last, fixed)
     _fill_cells(cells, checks)
     return Evaluation([c.verdict for c in cells], checks, look, alpha)
+
+
+def _same_class(c: _Cell) -> bool:
+    """Both sides of ``c`` on one hardware class (their first batches are comparable)."""
+    return (c.bid is not None and c.nid is not None and c.bid.hardware is not None
+            and c.bid.hardware == c.nid.hardware)
 
 
 def _mechanism_checks(cells: list[_Cell], parents: dict[str, str], th: Thresholds,

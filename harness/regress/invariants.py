@@ -14,8 +14,9 @@ inputs left unnormalised (the first BN absorbs the scale), cost no measurable to
 * counts (``EXACT``) must be equal, seed by seed or, for a seed the baseline lacks, to the
   value every baseline seed agrees on;
 * ``lr_mean`` (``RELATIVE``) within a relative ``1e-6`` (float summation order);
-* the first batch's statistics (``SAME_SEED``) within an absolute tolerance, on seeds both sides ran
-  (one batch is a sample: another seed draws other images).
+* the first batch's statistics (``SAME_SEED``) within an absolute tolerance, on seeds both
+  sides ran on one hardware class (one batch is a sample: another seed draws other images,
+  and another device may draw from other generator streams, e.g. mixup's on a GPU).
 A fact one side lacks (a baseline frozen before it was recorded) is not compared.
 """
 from __future__ import annotations
@@ -60,15 +61,17 @@ def _baseline_value(key: str, seed: int, base: dict[int, dict[str, Any]]) -> Any
 
 
 def invariant_check(row: str, column: str, base: Sequence[dict[str, Any]],
-                    now: Sequence[dict[str, Any]]) -> Check | None:
-    """One cell's invariant check (None when either side recorded no facts)."""
+                    now: Sequence[dict[str, Any]], same_class: bool = True) -> Check | None:
+    """One cell's invariant check (None when either side recorded no facts); the batch
+    facts only when ``same_class`` (both sides on one hardware class)."""
     bf, nf = _facts(base), _facts(now)
     if not bf or not nf:
         return None
     compared: set[str] = set()
     diffs: dict[str, list[str]] = {}
+    keys = (*EXACT, *RELATIVE, *(SAME_SEED if same_class else ()))
     for seed, facts in sorted(nf.items()):
-        for key in (*EXACT, *RELATIVE, *SAME_SEED):
+        for key in keys:
             b = _baseline_value(key, seed, bf)
             if b is None or key not in facts:
                 continue
