@@ -21,6 +21,7 @@ from harness.errors import HarnessError
 from harness.experiments import Experiment, make_plan, subplan
 from harness.metrics import main_metric
 from harness.orchestrator import RunOptions, RunSummary, run_plan
+from harness.report.columns import table_cell
 from harness.report.tables import load_report_data
 from harness.report.verdicts import Looks, TrickVerdicts
 from harness.scales import Scale, ScaleOverrides
@@ -69,12 +70,13 @@ def cells_to_grow(v: TrickVerdicts) -> set[Cell]:
     grow: set[Cell] = set()
     for c in v.per_model:
         if not c.decided and c.verdict.name != "not run":
-            grow |= {(c.row, c.column), (c.parent, c.column)}
+            grow |= {table_cell(c.row, c.column, v.swapped), table_cell(c.parent, c.column, v.swapped)}
     for t in v.per_trick:
         if not t.decided:
             for m in t.members:
                 if m.verdict.name != "not run":
-                    grow |= {(m.row, m.column), (m.parent, m.column)}
+                    grow |= {table_cell(m.row, m.column, v.swapped),
+                             table_cell(m.parent, m.column, v.swapped)}
     return grow
 
 
@@ -105,12 +107,12 @@ def until_decisive(exp: Experiment, scale: Scale, opts: RunOptions, looks: Looks
         report = load_report_data(exp, scale, opts.store, data=data, looks=looks, overrides=overrides)
         for cell, n in _prefix_seeds(report).items():  # an interrupted run may have stored more
             seeds[cell] = max(seeds[cell], n)
-        v = report.verdicts(metric, power=False) if exp.stacked else None
+        v = report.verdicts(metric, power=False) if exp.has_verdicts else None
         out.waves.append(_wave(seeds, trained, summary.wall_s, v))
         log(f"wave {len(out.waves)}: {trained} trained in {summary.wall_s:.0f}s; " + _decided(out.waves[-1]))
         grow = {c for c in (cells_to_grow(v) if v else set()) if seeds[c] < looks.max_seeds}
         if v is None or not cells_to_grow(v):
-            out.stopped = "every verdict decided" if v else "no verdicts in this table (not stacked)"
+            out.stopped = "every verdict decided" if v else "no verdicts in this table (neither stacked nor a reference column)"
             break
         if not grow:
             out.stopped = f"undecided cells reached --max-seeds {looks.max_seeds}"

@@ -44,6 +44,11 @@ MALFORMED = {
     "unknown_metric": ("bad.yaml", GOOD + "metrics: [top1, top3]\n", ["metrics", "top3"]),
     "after_not_earlier": ("bad.yaml", GOOD.replace("{label: cos,", "{label: cos, after: nope,"),
                           ["rows[1].after", "nope"]),
+    "reference_not_a_column": ("bad.yaml", GOOD + "reference_column: R50\n",
+                               ["reference_column", "'R50'", "valid: R18"]),
+    "reference_and_stacked": ("bad.yaml", GOOD.replace("{label: R18, model: resnet18}",
+                                                       "{label: R18, model: resnet18}\n  - {label: R50, model: resnet50}")
+                              + "reference_column: R18\nstacked: true\n", ["reference_column", "stacked"]),
     "invalid_yaml": ("bad.yaml", "name: x\nrows: [\n", ["malformed file"]),
     "python_tag_yaml": ("bad.yaml", "name: !!python/object/apply:os.system ['true']\n",
                         ["malformed file"]),

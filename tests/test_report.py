@@ -507,3 +507,45 @@ def test_trial_stores_its_training_accuracy(tmp_path):
             n += len(y)
     assert n == min(10_000, len(batches.y))
     assert res.metrics["train_top1"] == pytest.approx(100.0 * hit / n, abs=1e-9)
+
+
+def test_table3_column_verdicts_compare_efficient_with_baseline(tmp_path):
+    """Table 3 (reference_column: Baseline): Efficient vs Baseline per model and pooled, the
+    mean delta by hand, the paper's delta from the paper's table (76.21 - 75.87 for
+    ResNet-50), a clear gain 'reproduced' and a clear loss 'contradicted'."""
+    exp = load_experiment("paper_table3")
+    plan = make_plan(exp, SMOKE, seeds=4)
+    jitter = [0.0, 0.1, -0.1, 0.05]
+    base = {"ResNet-50": 80.0, "Inception-V3": 81.0, "MobileNet": 75.0}
+    gain = {"ResNet-50": 3.0, "Inception-V3": 2.0, "MobileNet": -3.0}
+    with Store(tmp_path / "s.sqlite") as st:
+        for (row, col), specs in plan.trials.items():
+            for spec in specs:
+                t = base[row] + (gain[row] if col == "Efficient" else 0.0) + jitter[spec.seed] * (1 + (col == "Efficient"))
+                st.put_trial(record(spec, top1=t, top5=99.0))
+    text = write_report(exp, SMOKE, str(tmp_path / "s.sqlite"), seeds=[0, 1, 2, 3], out_dir=tmp_path / "r",
+                        figures=False).read_text()
+    assert "## Each column vs 'Baseline' (top-1)" in text
+    rows = md_table(text, "## Each column vs 'Baseline' (top-1)")
+    by = {r[2]: dict(zip(rows[0], r)) for r in rows[1:]}
+    assert set(by) == {"ResNet-50", "Inception-V3", "MobileNet"}
+    r50 = by["ResNet-50"]
+    assert (r50["row"], r50["vs"]) == ("Efficient", "Baseline")
+    delta = statistics.mean(80 + 3 + 2 * j for j in jitter) - statistics.mean(80 + j for j in jitter)
+    assert r50["Δ top-1 (ours) [CI]"].startswith(f"{delta:+.2f} [")
+    assert r50["Δ top-1 (paper)"] == f"{76.21 - 75.87:+.2f}"
+    assert r50["verdict"].startswith("reproduced") and by["MobileNet"]["verdict"].startswith("contradicted")
+    head = json.loads(text.split("harness-report ", 1)[1].split(" -->", 1)[0])
+    assert head["verdicts"] == {"reproduced": 2, "contradicted": 1}
+
+
+def test_column_verdicts_grow_the_tables_own_cells():
+    """An undecided Efficient-vs-Baseline comparison grows that model's two cells of Table 3."""
+    from harness.adaptive import cells_to_grow
+    from harness.report.verdicts import Comparison, TrickVerdicts
+    from harness.statistics import Verdict
+
+    plan = make_plan(load_experiment("paper_table3"), SMOKE, seeds=3)
+    c = Comparison("Efficient", "Baseline", "MobileNet", None, 2.87, Verdict("undecided", None, ""))
+    grow = cells_to_grow(TrickVerdicts("top1", 0.5, None, [c], [], {}, swapped=True))
+    assert grow == {("MobileNet", "Efficient"), ("MobileNet", "Baseline")} and grow <= set(plan.trials)

@@ -22,7 +22,7 @@ from tricks.registry import BY_NAME, GRID_TRICKS
 
 TOP_KEYS = {"name", "title", "paper_table", "base_recipe", "cumulative", "stacked", "metrics",
             "columns", "rows", "data", "requires_imagefolder", "seeds", "notes", "kind",
-            "transfer", "design"}
+            "transfer", "design", "reference_column"}
 COL_KEYS = {"label", "model", "recipe", "paper"}
 ROW_KEYS = {"label", "model", "recipe", "after", "teacher", "paper_row", "factors"}
 TEACHER_KEYS = {"model", "recipe"}
@@ -75,6 +75,14 @@ class Experiment:
     transfer: Mapping[str, Any] = field(default_factory=dict)
     design: str = "table"  # table | factorial | loo | stack
     source: str = ""
+    # a table whose columns are recipes (Table 3): each other column vs this one, per row
+    # (model) and pooled over the rows, with the stacked tables' verdicts
+    reference_column: str | None = None
+
+    @property
+    def has_verdicts(self) -> bool:
+        """Row deltas (stacked) or column deltas (``reference_column``) get verdicts."""
+        return self.stacked or self.reference_column is not None
 
 
 class ExperimentError(HarnessError):
@@ -207,6 +215,15 @@ def parse_experiment(data: Any, src: str) -> Experiment:
     kind = d.get("kind", "classification")
     if kind not in ("classification", "detection", "segmentation"):
         raise _err(src, "kind", f"unknown kind {kind!r}; valid: classification, detection, segmentation")
+    ref = d.get("reference_column")
+    if ref is not None:
+        col_labels = [c.label for c in cols]
+        if ref not in col_labels or len(cols) < 2:
+            raise _err(src, "reference_column", f"{ref!r} is not one of two or more columns; "
+                       f"valid: {', '.join(col_labels)}")
+        if d.get("stacked"):
+            raise _err(src, "reference_column", "contradicts stacked: true (rows are compared "
+                       "with their parents there); set one of them")
     exp = Experiment(
         name=_name(d["name"], src), title=str(d.get("title", d["name"])), rows=rows,
         columns=cols, base_recipe=base, paper_table=d.get("paper_table"),
@@ -214,7 +231,7 @@ def parse_experiment(data: Any, src: str) -> Experiment:
         metrics=metrics, data=d.get("data"),
         requires_imagefolder=bool(d.get("requires_imagefolder", False)), seeds=seeds,
         notes=tuple(d.get("notes", ())), kind=kind, transfer=dict(d.get("transfer") or {}),
-        design=str(d.get("design", "table")), source=src)
+        design=str(d.get("design", "table")), source=src, reference_column=ref)
     return check_design(exp)
 
 

@@ -37,7 +37,7 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
                                    looks=looks, overrides=overrides)
     folder = Path(out_dir) / scale.name
     fig_dir = folder / "figures"
-    verdicts = report_data.verdicts("top1") if exp.stacked and "top1" in exp.metrics else None
+    verdicts = report_data.verdicts("top1") if exp.has_verdicts and "top1" in exp.metrics else None
     figs = []
     if figures and exp.kind == "classification":
         figs.append(lr_schedule_figure(report_data, fig_dir / f"{exp.name}-lr-schedule.png"))
@@ -45,11 +45,11 @@ def build_report(exp: Experiment, scale: Scale, store_path: str | Path, seeds: l
         if ls is not None:
             figs.append(ls)
     if figures and verdicts and verdicts.per_model:
-        d = deltas_figure(report_data, verdicts.per_model, fig_dir / f"{exp.name}-deltas.png")
+        d = deltas_figure(report_data.verdict_view(), verdicts.per_model, fig_dir / f"{exp.name}-deltas.png")
         if d is not None:
             figs.append(d)
     task = {m: report_data.verdicts(m) for m in exp.metrics
-            if exp.stacked and exp.kind != "classification" and m not in ("top1", "top5")}
+            if exp.has_verdicts and exp.kind != "classification" and m not in ("top1", "top5")}
     sections = model_tricks_section(report_data) + _decomposition(exp, scale, store_path, report_data,
                                                                   data_root, overrides)
     return folder / f"{exp.name}.md", render(report_data, verdicts, figs, "figures", task, sections)

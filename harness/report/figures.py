@@ -232,6 +232,7 @@ def deltas_figure(data: ReportData, deltas: list[Comparison], path: Path) -> Fig
     axes[0].legend(fontsize=8)
     save_figure(fig, path)
     return Figure("Per-trick top-1 deltas, ours vs the paper's", path,
-                  caption="Each row minus the row it adds to; ours with the interval of its "
+                  caption="Each row minus the row it adds to (a table with a reference column: each column "
+                  "minus that column, per model); ours with the interval of its "
                   "verdict (95%, or the look's nominal level in an adaptive run; pooled seed "
                   "noise per model), missing bars were not run.")

@@ -130,6 +130,10 @@ def verdict_section(v: TrickVerdicts, label: str, data: ReportData) -> list[str]
     """The per-model and per-trick verdict tables, their legend and the noise they used."""
     paper_in = [c for c in v.per_model if c.paper is not None and abs(c.paper) < v.margin]
     lines = [LEGEND.format(margin=v.margin), ""]
+    if v.swapped:
+        lines += [f"This table's columns are recipes: below, a `row` is a column of the table, "
+                  f"`vs` the reference column '{data.exp.reference_column}' and `column` the model "
+                  "(a row of the table), so Δ = that column − the reference, per model.", ""]
     if v.looks:
         lines += [f"Seeds were added wave by wave until decisive: {v.looks.describe()}. "
                   "Each comparison's intervals use the nominal level of the look its seed count "
@@ -238,8 +242,9 @@ def render(data: ReportData, verdicts: TrickVerdicts | None, figures: list[Figur
                   "efficient time, per seed. The paper's times are for 8 V100 GPUs on ImageNet; ours "
                   "are for this scale's data and hardware, so compare the ratios, not the times.", "",
                   speed, ""]
-    if exp.stacked and verdicts and verdicts.per_model:
-        lines += ["## Each trick vs the row it adds to (top-1)", ""]
+    if exp.has_verdicts and verdicts and verdicts.per_model:
+        lines += [f"## Each column vs '{exp.reference_column}' (top-1)" if verdicts.swapped
+                  else "## Each trick vs the row it adds to (top-1)", ""]
         lines += verdict_section(verdicts, "top-1", data)
     for metric, tv in (task_verdicts or {}).items():
         if tv.per_model:

@@ -4,6 +4,7 @@ columns, ours beside paper).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -17,6 +18,7 @@ from tabulate import tabulate
 
 from harness.errors import HarnessError
 from harness.experiments import Experiment, Plan, load_experiment, make_plan, subplan
+from harness.report.columns import ColumnView
 from harness.report.stats import finite, mean_ci
 from harness.report.verdicts import Comparison, Looks, TrickVerdicts, analyse
 from harness.results import metric_value, read_trials
@@ -241,9 +243,22 @@ class ReportData:
         a, b = (parse_quantity(self.paper_value(k, j, metric)) for k in (i, p))
         return a - b if a is not None and b is not None else None
 
+    def paper_column_delta(self, i: int, a: int, b: int, metric: str) -> float | None:
+        """The paper's column ``a`` minus column ``b`` on row ``i`` (None if it lacks one)."""
+        x, y = (parse_quantity(self.paper_value(i, k, metric)) for k in (a, b))
+        return x - y if x is not None and y is not None else None
+
+    def verdict_view(self) -> Any:
+        """What the verdicts compare: this table (rows vs parents), or, with a
+        ``reference_column``, its columns vs that one (:class:`ColumnView`)."""
+        ref = self.exp.reference_column
+        return ColumnView(self, ref) if ref is not None else self
+
     def verdicts(self, metric: str = "top1", power: bool = True) -> TrickVerdicts:
-        """Each row vs its parent, per column and pooled over columns (stacked tables)."""
-        return analyse(self, metric, self.scale.equivalence_margin, self.looks, power)
+        """Each row vs its parent (stacked tables), or each column vs the reference column,
+        per model and pooled over the models."""
+        v = analyse(self.verdict_view(), metric, self.scale.equivalence_margin, self.looks, power)
+        return dataclasses.replace(v, swapped=self.exp.reference_column is not None)
 
 
 def _stored_dataset(store: Store, exp: Experiment, scale: Scale) -> str | None:

@@ -176,6 +176,7 @@ class TrickVerdicts:
     per_model: list[Comparison]
     per_trick: list[Comparison]
     noise: dict[str, Noise]
+    swapped: bool = False  # column deltas (harness.report.columns): a comparison's row is a column
 
     def counts(self, which: str = "per_model") -> dict[str, int]:
         """Verdict name -> how many (in VERDICT_NAMES order)."""
