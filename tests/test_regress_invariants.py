@@ -135,22 +135,28 @@ def test_a_changed_fact_fails_the_night_at_every_scale(scale):
     assert ev.failing and [(c.kind, c.name) for c in failed] == [("invariant", "+ cosine / R")]
 
 
-def test_target_facts_match_the_smoothing_formula_and_mixups_blend():
+def test_target_tally_matches_the_smoothing_formula_and_mixups_blend():
     """One-hot: 1; label smoothing eps over K classes: 1 - eps on the true class, eps/(K-1)
-    elsewhere (Sec 5.2, the paper's form); a blend of two smoothed one-hots with lambda: max(lambda, 1 - lambda) x that plus
-    the rest where the labels differ."""
+    elsewhere (Sec 5.2, the paper's form); a blend of two smoothed one-hots with lambda:
+    lambda x that plus (1 - lambda) x the floor where the labels differ; the tally is the
+    mean over steps, and a checkpoint's state carries it over."""
     from tricks.label_smoothing import smooth_targets
-    from harness.tasks.applied import target_facts
+    from harness.tasks.applied import TargetTally
 
     y = torch.tensor([0, 3, 3, 7])
-    assert target_facts(None) == {"target_max": 1.0}
     t = smooth_targets(y, 10, 0.1)
-    assert target_facts(t)["target_max"] == pytest.approx(1 - 0.1)
     lam = 0.7
     mixed = lam * t + (1 - lam) * t[[1, 0, 2, 3]]  # rows 0/1 mix different labels
     hi, lo = 1 - 0.1, 0.1 / 9
-    expect = [lam * hi + (1 - lam) * lo, lam * hi + (1 - lam) * lo, hi, hi]
-    assert target_facts(mixed)["target_max"] == pytest.approx(sum(expect) / 4)
+    blend = (2 * (lam * hi + (1 - lam) * lo) + 2 * hi) / 4
+    tally = TargetTally()
+    assert tally.value() == {}
+    tally.add(None)
+    tally.add(t)
+    resumed = TargetTally()
+    resumed.load(tally.state())
+    resumed.add(mixed)
+    assert resumed.value()["target_max"] == pytest.approx((1.0 + hi + blend) / 3)
 
 
 def test_another_machine_class_compares_counts_not_batches():

@@ -3,7 +3,7 @@
 A trial stores facts measured on the objects that trained it (``metrics["applied"]``,
 :mod:`harness.tasks.applied`): parameter values decayed against Sec 3.1's no-bias-decay
 rule, BN layers starting at gamma 0, the schedule's mean learning rate, the first training
-batch's mean and standard deviation and its targets' largest probability (label smoothing,
+batch's mean and standard deviation, the targets' mean largest probability (label smoothing,
 mixup). They do not depend on seed noise, so a difference is
 not weighed against noise: it fails the cell's invariant check at every scale (smoke
 included), outside Holm's family (nothing random is tested). This is the check that sees a
@@ -32,9 +32,9 @@ __all__ = ["EXACT", "RELATIVE", "SAME_SEED", "invariant_check"]
 
 EXACT = ("decayed_1d", "undecayed_nd", "zero_gamma_bns")
 RELATIVE = {"lr_mean": 1e-6}
-# normalised inputs have unit scale; the same seed draws the same batch, so only float
-# differences between machines remain (far below this)
-SAME_SEED = {"input_mean": 0.02, "input_std": 0.02, "target_max": 0.02}
+# normalised inputs have unit scale; the same seed draws the same batches (and mixup
+# lambdas), so only float differences between machines of one class remain (far below this)
+SAME_SEED = {"input_mean": 0.02, "input_std": 0.02, "target_max": 1e-3}
 
 
 def _facts(trials: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:

@@ -18,9 +18,10 @@ from the recipe, so a silently dropped trick shows up in them; the trial stores 
 * ``input_mean``, ``input_std``: mean and standard deviation of the first training batch as
   the model receives it (after the data pipeline's normalisation, before mixup): about 0
   and 1 with the dataset's own mean/std (Sec 2.1's normalisation);
-* ``target_max``: the first batch's mean largest target probability as the loss receives
-  it: 1 for one-hot labels, ``1 - eps`` with Sec 5.2's label smoothing, lower again with
-  mixup's blend (Sec 5.4).
+* ``target_max``: the mean over every training step of the batch's mean largest target
+  probability as the loss receives it (:class:`TargetTally`): 1 for one-hot labels,
+  ``1 - eps`` with Sec 5.2's label smoothing, lower again with mixup's blend (Sec 5.4; one
+  batch would not do: Beta(0.2, 0.2) draws most lambdas near 0 or 1).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from tricks.lr_schedule import LRSchedule
 
-__all__ = ["optimizer_facts", "zero_gamma_facts", "schedule_facts", "input_facts", "target_facts"]
+__all__ = ["optimizer_facts", "zero_gamma_facts", "schedule_facts", "input_facts", "TargetTally"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -69,9 +70,28 @@ def input_facts(x: torch.Tensor) -> dict[str, float]:
     return {"input_mean": float(v.mean()), "input_std": float(v.std())}
 
 
-@torch.no_grad()
-def target_facts(targets: torch.Tensor | None) -> dict[str, float]:
-    """The mean largest probability of a batch's soft ``targets`` (None: one-hot labels)."""
-    if targets is None:
-        return {"target_max": 1.0}
-    return {"target_max": float(targets.detach().float().max(dim=1).values.mean())}
+class TargetTally:
+    """The running mean of each step's mean largest target probability, summed where the
+    targets live (no host sync per step; one at :meth:`value` and :meth:`state`)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+        self.steps = 0
+
+    @torch.no_grad()
+    def add(self, targets: torch.Tensor | None) -> None:
+        """One step's soft ``targets`` (None: one-hot labels, largest probability 1)."""
+        self.total = self.total + (1.0 if targets is None
+                                   else targets.detach().max(dim=1).values.double().mean())
+        self.steps += 1
+
+    def value(self) -> dict[str, float]:
+        return {"target_max": float(self.total) / self.steps} if self.steps else {}
+
+    def state(self) -> dict[str, float]:
+        """What a checkpoint keeps, so that a resumed trial's mean covers every step."""
+        return {"total": float(self.total), "steps": self.steps}
+
+    def load(self, state: dict[str, float] | None) -> None:
+        if state:
+            self.total, self.steps = float(state["total"]), int(state["steps"])

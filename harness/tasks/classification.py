@@ -26,7 +26,7 @@ from harness.models.small_maps import use_small_map_convs
 from harness.recipe import Recipe
 from harness.scales import Scale
 from harness.spec import TrialSpec
-from harness.tasks.applied import (input_facts, optimizer_facts, schedule_facts, target_facts,
+from harness.tasks.applied import (TargetTally, input_facts, optimizer_facts, schedule_facts,
                                    zero_gamma_facts)
 from harness.tasks.model_tricks import apply_model_tricks
 from harness.trial import TrainOptions, TrialResult, load_classifier, pick_device, seed_everything, set_threads
@@ -104,16 +104,16 @@ class StepContext:
 
 
 def compute_loss(ctx: StepContext, x: torch.Tensor, y: torch.Tensor,
-                 facts: dict[str, float] | None = None) -> torch.Tensor:
+                 tally: TargetTally | None = None) -> torch.Tensor:
     """Targets (label smoothing Sec 5.2, mixup Sec 5.4) and loss (distillation Sec 5.3);
-    ``facts``, when given, gets the targets' statistics (:func:`target_facts`)."""
+    ``tally``, when given, counts the targets the loss gets (harness.tasks.applied)."""
     r = ctx.recipe
     soft = r.label_smoothing > 0 or r.mixup or r.distill
     targets = smooth_targets(y, ctx.num_classes, r.label_smoothing, r.label_smoothing_form) if soft else None
     if r.mixup:
         x, targets, _ = mixup_batch(x, targets, r.mixup_alpha, ctx.host_generator)
-    if facts is not None:
-        facts.update(target_facts(targets))
+    if tally is not None:
+        tally.add(targets)
     with autocast(ctx.precision, ctx.device.type):
         logits = ctx.model(x)
         teacher_logits = None
@@ -129,12 +129,12 @@ def compute_loss(ctx: StepContext, x: torch.Tensor, y: torch.Tensor,
 
 
 def train_step(ctx: StepContext, it: int, x: torch.Tensor, y: torch.Tensor,
-               facts: dict[str, float] | None = None) -> torch.Tensor:
-    """One SGD step; ``facts`` (the first step's) gets the targets' statistics."""
+               tally: TargetTally | None = None) -> torch.Tensor:
+    """One SGD step; ``tally`` counts its targets (the trial's ``applied`` facts)."""
     ctx.schedule.apply(ctx.optimizer, it)
     if ctx.recipe.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    loss = compute_loss(ctx, x, y, facts)
+    loss = compute_loss(ctx, x, y, tally)
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(loss).backward()
     ctx.scaler.step(ctx.optimizer)
@@ -250,6 +250,7 @@ class ClassificationTask:
         self._applied = {**applied, **optimizer_facts(self.ctx.optimizer),
                          **schedule_facts(self.ctx.schedule)}
         self._batch_facts: dict[str, float] | None = None  # the first training batch's
+        self._targets = TargetTally()  # every step's targets
         if self.ctx.scaler.is_enabled():  # fp16: a skipped first step must not leave garbage momentum
             guard_skipped_first_step(self.ctx.optimizer)
         self.batches = batches
@@ -271,12 +272,9 @@ class ClassificationTask:
         return self.batches.train_epoch(epoch, self.ctx.generator)
 
     def step(self, it: int, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        if self._batch_facts is None:  # the first batch as the model and the loss see it
-            facts = input_facts(batch[0])
-            loss = train_step(self.ctx, it, *batch, facts=facts)
-            self._batch_facts = facts
-            return loss
-        return train_step(self.ctx, it, *batch)
+        if self._batch_facts is None:  # the first batch as the model sees it
+            self._batch_facts = input_facts(batch[0])
+        return train_step(self.ctx, it, *batch, tally=self._targets)
 
     def lr(self) -> float:
         return self.ctx.optimizer.param_groups[0]["lr"]
@@ -302,13 +300,14 @@ class ClassificationTask:
         if result.status == "done" and self._train_top1 is not None:
             result.metrics["train_top1"] = self._train_top1
         result.metrics["model_tricks"] = dict(self.meta["tricks"])  # provenance: applied / skipped
-        result.metrics["applied"] = {**self._applied, **(self._batch_facts or {})}  # measured: applied.py
+        result.metrics["applied"] = {**self._applied, **(self._batch_facts or {}),
+                                      **self._targets.value()}  # measured: applied.py
 
     def state_dict(self) -> dict[str, Any]:
         c = self.ctx
         return {"model": unwrap(c.model).state_dict(), "optimizer": c.optimizer.state_dict(),
                 "scaler": c.scaler.state_dict(), "rng": self._rng_state(), "model_meta": self.meta,
-                "batch_facts": self._batch_facts}
+                "batch_facts": self._batch_facts, "target_tally": self._targets.state()}
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         c = self.ctx
@@ -316,6 +315,7 @@ class ClassificationTask:
         c.optimizer.load_state_dict(ckpt["optimizer"])
         c.scaler.load_state_dict(ckpt["scaler"])
         self._batch_facts = ckpt.get("batch_facts") or self._batch_facts  # older ones: the next batch's
+        self._targets.load(ckpt.get("target_tally"))  # older ones: the steps after the resume
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         c.generator.set_state(ckpt["rng"]["data"].cpu())
         if "host" in ckpt["rng"] and c.host_generator is not c.generator:
