@@ -106,8 +106,9 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
     if summary["failures"]:
         lines += ["", "**Failing:**", ""] + [f"- {f}" for f in summary["failures"]]
     if summary.get("undecided"):
-        lines += ["", "**Undecided** (in the rerun band when the seeds or the budget ran out; "
-                  "the gate passes):", ""] + [f"- {u}" for u in summary["undecided"]]
+        why = ("in the rerun band when the night failed: reruns stop there" if summary["failures"]
+               else "in the rerun band when the seeds or the budget ran out; the gate passes")
+        lines += ["", f"**Undecided** ({why}):", ""] + [f"- {u}" for u in summary["undecided"]]
     metric = verdicts[0].metric if verdicts else "top1"
     lines += ["", f"## {METRIC_NAMES.get(metric, metric)}", "", _table(_acc_rows(verdicts)), ""]
     pooled = _pooled_rows(ev)
