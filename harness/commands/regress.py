@@ -25,7 +25,9 @@ from harness.storage import Storage
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("regress", help="nightly gate: run a table and compare it with its baseline",
                        description="Run TABLE through the orchestrator (stored trials of the same "
-                       "spec are reused), compare every cell with the frozen baseline and write "
+                       "spec are reused), compare every cell with the frozen baseline (seed-noise "
+                       "checks of each cell, model and trick, the tricks' mechanisms, what each "
+                       "trial applied, speed; docs/nightly.md) and write "
                        "reports/regress/<table>-<scale>-<stamp>.md/.json. Exit 0: pass, "
                        "1: regression (the cells are named), 2: bad input or no baseline.")
     p.add_argument("table", help="paper_table2 .. paper_table9 or PATH.yaml|.toml")
