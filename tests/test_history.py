@@ -51,8 +51,8 @@ def test_every_gate_run_is_appended(work, capsys):
     rows = read_history(work / "s.sqlite", TABLE, "local")
     assert len({r["gate_id"] for r in rows}) == 2
     kinds = {r["check_kind"] for r in rows}
-    assert kinds == {"cell", "model", "trick", "speed", "speed-model"}
-    assert len(rows) == 2 * (18 + 3 + 5 + 18 + 3)
+    assert kinds == {"cell", "model", "trick", "speed", "speed-model", "invariant"}
+    assert len(rows) == 2 * (18 + 3 + 5 + 18 + 3 + 18)  # invariant: each cell's precision
     assert {r["status"] for r in rows} == {"pass"} and {r["exit_code"] for r in rows} == {0}
     assert cli(capsys, "regress", TABLE, "--scale", "local", "--store", "s.sqlite", "--no-train",
                "--no-history")[0] == 0

@@ -171,3 +171,17 @@ def test_another_machine_class_compares_counts_not_batches():
     ev = evaluate(baseline, {("E", "R"): other}, THRESHOLDS["local"])
     inv = [c for c in ev.checks if c.kind == "invariant"]
     assert len(inv) == 1 and inv[0].outcome == "pass" and "target_max" not in inv[0].note
+
+
+def test_the_same_request_resolved_to_another_precision_fails():
+    """fp16 requested: the baseline ran bf16 on this hardware class, tonight fp32 (bf16
+    autocast silently lost): accuracy is 'not comparable', and what ran changed."""
+    base = [dict(t, requested_precision="fp16", precision="bf16") for t in _trials([0, 1])]
+    now = [dict(t, requested_precision="fp16", precision="fp32") for t in _trials([0, 1])]
+    baseline = {"cells": [{"row": "E", "column": "R", "seeds": [0, 1], "trials": base}]}
+    ev = evaluate(baseline, {("E", "R"): now}, THRESHOLDS["local"])
+    assert ev.cells[0].verdict == "not comparable"
+    inv = [c for c in ev.checks if c.kind == "invariant"]
+    assert ev.failing and inv[0].failed and "precision changed (bf16 -> fp32)" in inv[0].note
+    same = evaluate(baseline, {("E", "R"): copy.deepcopy(base)}, THRESHOLDS["local"])
+    assert not same.failing and "precision" in [c for c in same.checks if c.kind == "invariant"][0].note

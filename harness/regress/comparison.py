@@ -344,7 +344,8 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
         if chk is not None:
             checks.append(chk)
     checks += _mechanism_checks(usable, parents or {}, th, alpha)
-    checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now, _same_class(c))] if chk]
+    checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now, _same_class(c),
+                                                              _precisions(c))] if chk]
     checks += _speed_checks([c for c in cells if c.speed], th, alpha)
     for chk in checks:
         chk.look = look
@@ -357,6 +358,16 @@ def _same_class(c: _Cell) -> bool:
     """Both sides of ``c`` on one hardware class (their first batches are comparable)."""
     return (c.bid is not None and c.nid is not None and c.bid.hardware is not None
             and c.bid.hardware == c.nid.hardware)
+
+
+def _precisions(c: _Cell) -> tuple[str | None, str | None] | None:
+    """The cell's effective precision on each side, when both ran on one hardware class with
+    the class recorded (a legacy device string cannot say the request was resolved alike)."""
+    if not _same_class(c) or not (c.bid.recorded and c.nid.recorded):
+        return None
+    if "?" in (c.bid.precision or "?") or "?" in (c.nid.precision or "?"):
+        return None  # a TF32 policy not recorded: not a fact to compare
+    return c.bid.precision, c.nid.precision
 
 
 def _mechanism_checks(cells: list[_Cell], parents: dict[str, str], th: Thresholds,

@@ -17,7 +17,9 @@ inputs left unnormalised (the first BN absorbs the scale), cost no measurable to
 * the first batch's statistics (``SAME_SEED``) within an absolute tolerance, on seeds both
   sides ran on one hardware class (one batch is a sample: another seed draws other images,
   and another device may draw from other generator streams, e.g. mixup's on a GPU).
-A fact one side lacks (a baseline frozen before it was recorded) is not compared.
+A fact one side lacks (a baseline frozen before it was recorded) is not compared. The
+cell's effective precision is one more fact (:func:`invariant_check`'s ``precision``), always
+recorded, compared when both sides ran on one recorded hardware class.
 """
 from __future__ import annotations
 
@@ -61,14 +63,21 @@ def _baseline_value(key: str, seed: int, base: dict[int, dict[str, Any]]) -> Any
 
 
 def invariant_check(row: str, column: str, base: Sequence[dict[str, Any]],
-                    now: Sequence[dict[str, Any]], same_class: bool = True) -> Check | None:
-    """One cell's invariant check (None when either side recorded no facts); the batch
-    facts only when ``same_class`` (both sides on one hardware class)."""
+                    now: Sequence[dict[str, Any]], same_class: bool = True,
+                    precision: tuple[str | None, str | None] | None = None) -> Check | None:
+    """One cell's invariant check (None when there is nothing to compare); the batch facts
+    only when ``same_class`` (both sides on one hardware class). ``precision``: the cell's
+    effective precision (baseline, now) when both ran on one hardware class: the same
+    request resolved to another precision (fp16 to fp32, say) is a change of what ran."""
     bf, nf = _facts(base), _facts(now)
-    if not bf or not nf:
-        return None
     compared: set[str] = set()
     diffs: dict[str, list[str]] = {}
+    if precision is not None and all(precision):
+        compared.add("precision")
+        if precision[0] != precision[1]:
+            diffs["precision"] = [f"{precision[0]} -> {precision[1]}"]
+    if not (bf and nf) and not compared:
+        return None
     keys = (*EXACT, *RELATIVE, *(SAME_SEED if same_class else ()))
     for seed, facts in sorted(nf.items()):
         for key in keys:
