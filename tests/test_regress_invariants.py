@@ -185,3 +185,22 @@ def test_the_same_request_resolved_to_another_precision_fails():
     assert ev.failing and inv[0].failed and "precision changed (bf16 -> fp32)" in inv[0].note
     same = evaluate(baseline, {("E", "R"): copy.deepcopy(base)}, THRESHOLDS["local"])
     assert not same.failing and "precision" in [c for c in same.checks if c.kind == "invariant"][0].note
+
+
+def test_every_stored_trial_says_its_batch_lr_epochs_and_params():
+    """record_facts: the trainer's measured facts plus the global batch, base LR, epochs and
+    parameter count the store holds for every trial (old ones included); a baseline entry
+    carries them and a changed batch (Sec 3.1's 1024 silently 256) fails the cell."""
+    from harness.regress.baseline import record_facts, seed_entry
+    from test_report import record
+
+    spec = TrialSpec("resnet18", named_recipe("efficient"), "smoke", 0)
+    old = record(spec, top1=80.0, epochs=3, params=11_689_512, extra={"global_batch": 128, "lr": 0.1})
+    assert record_facts(old) == {"global_batch": 128, "base_lr": 0.1, "epochs": 3, "params": 11_689_512}
+    new = record(spec, top1=80.0, epochs=3, params=11_689_512, extra={"global_batch": 32, "lr": 0.1},
+                 metrics={"applied": {"decayed_1d": 0}})
+    entry = seed_entry(spec, new)
+    assert entry["applied"] == {"decayed_1d": 0, "global_batch": 32, "base_lr": 0.1, "epochs": 3,
+                                "params": 11_689_512}
+    chk = invariant_check("E", "R", [seed_entry(spec, old)], [entry])
+    assert chk.drop.drop == 1 and "global_batch changed (seed 0: 128 -> 32)" in chk.note

@@ -100,10 +100,22 @@ def seed_entry(spec: TrialSpec, rec: TrialRecord | None, metric: str = "top1",
     gap = logit_gap_mean(rec) if rec is not None else None
     if gap is not None:
         entry["logit_gap"] = gap
-    applied = (rec.metrics or {}).get("applied") if rec is not None else None
-    if isinstance(applied, dict):
-        entry["applied"] = applied  # what ran (harness.tasks.applied): the invariant checks
+    applied = record_facts(rec) if rec is not None else {}
+    if applied:
+        entry["applied"] = applied  # what ran: the invariant checks (harness.regress.invariants)
     return entry
+
+
+def record_facts(rec: TrialRecord) -> dict[str, Any]:
+    """What a stored trial says it ran: the trainer's measured facts (``metrics.applied``,
+    harness.tasks.applied) and, for every trial, the global batch, base learning rate,
+    epochs run and parameter count the trainer recorded."""
+    facts = dict((rec.metrics or {}).get("applied") or {})
+    extra = rec.extra or {}
+    recorded = {"global_batch": extra.get("global_batch"), "base_lr": extra.get("lr"),
+                "epochs": rec.epochs, "params": rec.params}
+    facts.update({k: v for k, v in recorded.items() if v is not None})
+    return facts
 
 
 def logit_gap_mean(rec: TrialRecord) -> float | None:

@@ -17,6 +17,9 @@ inputs left unnormalised (the first BN absorbs the scale), cost no measurable to
 * the first batch's statistics (``SAME_SEED``) within an absolute tolerance, on seeds both
   sides ran on one hardware class (one batch is a sample: another seed draws other images,
   and another device may draw from other generator streams, e.g. mixup's on a GPU).
+Every stored trial also says its global batch, base learning rate, epochs run and parameter
+count (Sec 3.1's batch and LR scaling, the schedule's length, the architecture:
+:func:`harness.regress.baseline.record_facts`), so those are compared for trials of any age.
 A fact one side lacks (a baseline frozen before it was recorded) is not compared. The
 cell's effective precision is one more fact (:func:`invariant_check`'s ``precision``), always
 recorded, compared when both sides ran on one recorded hardware class.
@@ -32,8 +35,8 @@ from harness.statistics import Drop
 
 __all__ = ["EXACT", "RELATIVE", "SAME_SEED", "invariant_check"]
 
-EXACT = ("decayed_1d", "undecayed_nd", "zero_gamma_bns")
-RELATIVE = {"lr_mean": 1e-6}
+EXACT = ("decayed_1d", "undecayed_nd", "zero_gamma_bns", "global_batch", "epochs", "params")
+RELATIVE = {"lr_mean": 1e-6, "base_lr": 1e-9}
 # normalised inputs have unit scale; the same seed draws the same batches (and mixup
 # lambdas), so only float differences between machines of one class remain (far below this)
 SAME_SEED = {"input_mean": 0.02, "input_std": 0.02, "target_max": 1e-3}
