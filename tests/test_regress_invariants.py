@@ -14,9 +14,11 @@ import pytest
 import torch
 import torchvision
 
+from harness.experiments import load_experiment, make_plan
 from harness.recipe import named_recipe
 from harness.regress import THRESHOLDS, evaluate
 from harness.regress.invariants import invariant_check
+from harness.scales import get_scale
 from harness.spec import TrialSpec
 from harness.tasks.applied import input_facts, optimizer_facts, schedule_facts, zero_gamma_facts
 from harness.trainer import TrainOptions, run_trial
@@ -204,3 +206,31 @@ def test_every_stored_trial_says_its_batch_lr_epochs_and_params():
                                 "params": 11_689_512}
     chk = invariant_check("E", "R", [seed_entry(spec, old)], [entry])
     assert chk.drop.drop == 1 and "global_batch changed (seed 0: 128 -> 32)" in chk.note
+
+
+def test_models_in_rows_pool_their_noise_per_row():
+    """Table 3 keeps its models in rows: a cell's seed noise is its own model's (the residual
+    SD over that row's cells, both sides, by hand with numpy), not its column's, which would
+    mix a quiet ResNet-50 with a noisy MobileNet."""
+    from harness.regress.gate import models_of
+
+    plan = make_plan(load_experiment("paper_table3"), get_scale("local"), seeds=3)
+    models = models_of(plan)
+    assert models[("MobileNet", "Efficient")] == "MobileNet" == models[("MobileNet", "Baseline")]
+    six = make_plan(load_experiment("paper_table6"), get_scale("local"), seeds=3)
+    assert models_of(six)[("+ cosine decay", "MobileNet")] == "MobileNet"
+    sd = {"ResNet-50": 0.1, "Inception-V3": 0.5, "MobileNet": 2.0}
+    jit = {0: -1.0, 1: 0.0, 2: 1.0}
+    def side(shift):
+        return {key: [{"seed": s, "status": "done", "top1": 80.0 + shift + sd[key[0]] * jit[s] * (1 + (key[1] == "Baseline")),
+                       "img_per_s": 1000.0, "device": DEVICE, "precision": "fp32", "torch_version": TORCH}
+                      for s in range(3)] for key in plan.trials}
+    base, now = side(0.0), side(-0.3)
+    baseline = {"cells": [{"row": r, "column": c, "seeds": [0, 1, 2], "trials": ts} for (r, c), ts in base.items()]}
+    ev = evaluate(baseline, now, THRESHOLDS["local"], models=models)
+    cell = next(c for c in ev.checks if c.kind == "cell" and c.cells == (("MobileNet", "Efficient"),))
+    groups = [[t["top1"] for t in side_[("MobileNet", col)]] for side_ in (base, now) for col in ("Efficient", "Baseline")]
+    ss = sum(float(np.sum((np.array(g) - np.mean(g)) ** 2)) for g in groups)
+    pooled = math.sqrt(ss / (12 - 4))
+    assert cell.drop.se == pytest.approx(pooled * math.sqrt(1 / 3 + 1 / 3), rel=1e-9)
+    assert {c.name for c in ev.checks if c.kind == "model"} == {"ResNet-50", "Inception-V3", "MobileNet"}

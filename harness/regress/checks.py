@@ -193,15 +193,15 @@ def _combined(intervals: list[Interval], df: float) -> Interval:
     return interval_at(iv, 0.95)
 
 
-def model_check(column: str, metric: str, cells: Mapping[str, tuple[Values, Values]],
+def model_check(model: str, metric: str, cells: Mapping[tuple[str, str], tuple[Values, Values]],
                 noise: Noise, floor: float, alpha: float) -> Check | None:
-    """The mean drop over a model's comparable cells (row -> (base, now))."""
+    """The mean drop over a model's comparable cells ((row, column) -> (base, now))."""
     ivs = [diff_interval(now, base, noise, pair_min_corr=math.inf)
            for base, now in cells.values() if base and now]
     if len(ivs) < 2:
         return None
     iv = _combined(ivs, noise.df)
-    chk = Check("model", column, metric, tuple((row, column) for row in cells),
+    chk = Check("model", model, metric, tuple(cells),
                 gating=floor < NEVER, n_base=sum(len(b) for b, _ in cells.values()),
                 n_now=sum(len(n) for _, n in cells.values()))
     chk.drop = _drop_of(iv, floor, alpha)

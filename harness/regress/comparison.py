@@ -296,7 +296,8 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
              thresholds: Thresholds, *, parents: dict[str, str] | None = None,
              looks: Looks | None = None, look: int = 1, strict_determinism: bool = False,
              speed: bool = True, last_look: bool | None = None,
-             fixed: dict[tuple[str, str, str], str] | None = None) -> Evaluation:
+             fixed: dict[tuple[str, str, str], str] | None = None,
+             models: dict[Key, str] | None = None) -> Evaluation:
     """Every cell's verdict and every check of one look.
 
     ``baseline``: a baseline entry (``cells``, optional ``provenance``); ``now`` maps (row,
@@ -305,7 +306,10 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     per-trick checks); ``looks``/``look``: where the night is in its looks (default: one look
     only, so the rerun band is reported as ``undecided``); ``fixed``: outcomes decided at
     earlier looks (check key -> outcome), kept as they were; ``speed=False``: no speed
-    check at all (``regress --no-speed``: a shared runner whose load is not the baseline's).
+    check at all (``regress --no-speed``: a shared runner whose load is not the baseline's);
+    ``models``: the model each cell trains (a label; default its column), the group its seed
+    noise is pooled in and its model check pools over (Tables 2, 3, 5 have the models in
+    their rows: pooling by column would mix models whose seed SDs differ threefold).
     """
     th = thresholds
     metric = baseline.get("metric", "top1")  # baselines before transfer gating: top-1
@@ -320,33 +324,35 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
             if c.verdict.speed_verdict == "pending":
                 c.verdict.speed_verdict, c.verdict.speed_note = "not checked", "--no-speed"
     usable = [c for c in cells if c.accuracy]
-    columns = list(dict.fromkeys(c.key[1] for c in usable))
-    noise = {col: column_noise({(side, c.key[0]): list(vals.values())
-                                for c in usable if c.key[1] == col
-                                for side, vals in (("b", _by_seed(c.base, metric)),
-                                                   ("n", _by_seed(c.now, metric)))})
-             for col in columns}
+    model = {c.key: (models or {}).get(c.key, c.key[1]) for c in cells}
+    groups = list(dict.fromkeys(model[c.key] for c in usable))
+    noise = {g: column_noise({(side, c.key): list(vals.values())
+                              for c in usable if model[c.key] == g
+                              for side, vals in (("b", _by_seed(c.base, metric)),
+                                                 ("n", _by_seed(c.now, metric)))})
+             for g in groups}
     checks: list[Check] = []
     vals = {c.key: (_by_seed(c.base, metric), _by_seed(c.now, metric)) for c in usable}
     for c in usable:
-        checks.append(cell_check(*c.key, metric, *vals[c.key], noise[c.key[1]], th.floor, alpha))
-    for col in columns:
-        chk = model_check(col, metric, {k[0]: vals[k] for k in vals if k[1] == col},
-                          noise[col], th.pooled_floor, alpha)
+        checks.append(cell_check(*c.key, metric, *vals[c.key], noise[model[c.key]], th.floor, alpha))
+    for g in groups:
+        chk = model_check(g, metric, {k: vals[k] for k in vals if model[k] == g},
+                          noise[g], th.pooled_floor, alpha)
         if chk is not None:
             checks.append(chk)
+    columns = list(dict.fromkeys(c.key[1] for c in usable))
     for row, parent in (parents or {}).items():
         per_col = {col: (*vals[(row, col)], *vals[(parent, col)])
                    for col in columns if (row, col) in vals and (parent, col) in vals}
         chk = trick_check(row, parent, metric,
                           {col: (rb, pb, rn, pn) for col, (rb, rn, pb, pn) in per_col.items()},
-                          noise, th.pooled_floor, alpha)
+                          {col: noise[model[(row, col)]] for col in per_col}, th.pooled_floor, alpha)
         if chk is not None:
             checks.append(chk)
     checks += _mechanism_checks(usable, parents or {}, th, alpha)
     checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now, _same_class(c),
                                                               _precisions(c))] if chk]
-    checks += _speed_checks([c for c in cells if c.speed], th, alpha)
+    checks += _speed_checks([c for c in cells if c.speed], th, alpha, model)
     for chk in checks:
         chk.look = look
     decide(checks, alpha, th.band, last, fixed)
@@ -387,7 +393,8 @@ def _mechanism_checks(cells: list[_Cell], parents: dict[str, str], th: Threshold
     return out
 
 
-def _speed_checks(cells: list[_Cell], th: Thresholds, alpha: float) -> list[Check]:
+def _speed_checks(cells: list[_Cell], th: Thresholds, alpha: float,
+                  model: dict[Key, str]) -> list[Check]:
     """Per cell (Mann-Whitney over trials) and per model (pooled log speed) speed checks."""
     out: list[Check] = []
     logs = {c.key: tuple({s: math.log(v) for s, v in _speed_by_seed(side).items()}
@@ -396,9 +403,9 @@ def _speed_checks(cells: list[_Cell], th: Thresholds, alpha: float) -> list[Chec
         b, n = (list(_speed_by_seed(side).values()) for side in (c.base, c.now))
         out.append(speed_check(*c.key, b, n, th.speed_frac, alpha))
     floor = -math.log(1.0 - th.speed_frac)
-    for col in dict.fromkeys(k[1] for k in logs):
-        mine = {k[0]: v for k, v in logs.items() if k[1] == col}
-        noise = column_noise({(side, row): list(v[i].values()) for row, v in mine.items()
+    for col in dict.fromkeys(model[k] for k in logs):
+        mine = {k: v for k, v in logs.items() if model[k] == col}
+        noise = column_noise({(side, key): list(v[i].values()) for key, v in mine.items()
                               for i, side in enumerate(("b", "n"))})
         chk = model_check(col, "log img_per_s", mine, noise, floor, alpha)
         if chk is not None:
@@ -441,13 +448,14 @@ More = Callable[[list[Key], int], "tuple[dict[Key, list[dict[str, Any]]], int] |
 def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
               thresholds: Thresholds, *, looks: Looks, more: More | None, budget: int,
               parents: dict[str, str] | None = None, strict_determinism: bool = False,
-              speed: bool = True) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
+              speed: bool = True, models: dict[Key, str] | None = None
+              ) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
     """One night as the gate decides it: look 1, then while checks are in the rerun band,
     the night has not failed, looks remain and ``more`` brings seeds within ``budget``
     trials, look again (outcomes decided earlier are kept). What is still in the band at
     the end is ``undecided``. Returns (last evaluation, today's cells, trials added)."""
     kw: dict[str, Any] = {"parents": parents, "looks": looks, "strict_determinism": strict_determinism,
-                          "speed": speed}
+                          "speed": speed, "models": models}
     ev = evaluate(baseline, now, thresholds, look=1, **kw)
     fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
     look, extra = 1, 0

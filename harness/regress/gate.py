@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # the orchestrator imports Ray; the gate imports it only to t
     from harness.orchestrator import RunOptions
 
 __all__ = ["EXIT_PASS", "EXIT_REGRESSION", "EXIT_BAD_INPUT", "REPORTS_DIR", "offset_seeds",
-           "train_plan", "write_reports", "GateOptions", "RegressResult", "regress", "parents_of"]
+           "train_plan", "write_reports", "GateOptions", "RegressResult", "regress", "parents_of",
+           "models_of"]
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 REPORTS_DIR = Path("reports") / "regress"  # relative to the working directory
@@ -147,6 +148,14 @@ class RegressResult:
                 tail += f"; computation changed in {len(s['computation_changed'])} cell(s)"
             return f"{head}: PASS{tail}; report {self.report}"
         return f"{head}: REGRESSION in " + "; ".join(s["failures"]) + f"; report {self.report}"
+
+
+def models_of(plan: Plan) -> dict[tuple[str, str], str]:
+    """Each cell's model group: its row where the table's rows name the models and its
+    columns do not (Tables 2, 3, 5: one model a row), else its column (Tables 4, 6, 8, 9)."""
+    exp = plan.experiment
+    by_row = all(r.model for r in exp.rows) and not any(c.model for c in exp.columns)
+    return {key: key[0] if by_row else key[1] for key in plan.trials}
 
 
 def parents_of(plan: Plan) -> dict[str, str]:
@@ -297,7 +306,7 @@ def regress(plan: Plan, baseline: dict[str, Any], *, store: str, rerun: bool = F
 
     budget = opts.budget if opts.budget is not None else sum(len(v) for v in plan.trials.values())
     ev, now, extra = run_night(entry, now, th, looks=looks, more=more if can_rerun else None,
-                               budget=budget, parents=parents_of(plan),
+                               budget=budget, parents=parents_of(plan), models=models_of(plan),
                                strict_determinism=opts.strict_determinism, speed=opts.speed)
     cur = state["plan"]
     summary = _summary(cur, entry, ev, th, store, rerun, no_train, now_class, looks, extra, opts)
