@@ -63,10 +63,13 @@ def test_schedule_facts_mean_lr_is_the_formula_summed():
     assert math.isclose(schedule_facts(step)["lr_mean"], float(ref.mean()), rel_tol=1e-12)
 
 
-def test_input_facts_are_torch_mean_and_std():
+def test_input_facts_are_the_sample_mean_and_std():
+    """Against numpy on the same values (mean, and the SD with ddof=1)."""
     x = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    ref = x.numpy().astype(np.float64).ravel()
     f = input_facts(x)
-    assert f["input_mean"] == pytest.approx(float(x.mean())) and f["input_std"] == pytest.approx(float(x.std()))
+    assert f["input_mean"] == pytest.approx(float(np.mean(ref)), abs=1e-5)
+    assert f["input_std"] == pytest.approx(float(np.std(ref, ddof=1)), rel=1e-5)
 
 
 def test_a_smoke_trial_stores_what_it_applied():

@@ -61,8 +61,8 @@ def _baseline_value(key: str, seed: int, base: dict[int, dict[str, Any]]) -> Any
         return base[seed].get(key)
     if key in SAME_SEED:
         return None
-    values = {repr(f[key]) for f in base.values() if key in f}
-    return next(f[key] for f in base.values() if key in f) if len(values) == 1 else None
+    values = [f[key] for f in base.values() if key in f]
+    return values[0] if values and all(v == values[0] for v in values) else None
 
 
 def invariant_check(row: str, column: str, base: Sequence[dict[str, Any]],

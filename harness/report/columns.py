@@ -26,7 +26,6 @@ class _SwappedExperiment:
 
     rows: tuple[Column, ...]
     columns: tuple[Row, ...]
-    name: str
 
 
 class _SwappedCells(Mapping):
@@ -54,7 +53,7 @@ class ColumnView:
         ref = labels.index(reference)
         self._order = [ref] + [i for i in range(len(labels)) if i != ref]
         self.data = data
-        self.exp = _SwappedExperiment(tuple(exp.columns[i] for i in self._order), exp.rows, exp.name)
+        self.exp = _SwappedExperiment(tuple(exp.columns[i] for i in self._order), exp.rows)
         self.cells = _SwappedCells(data.cells)
         self.looks = data.looks
 
