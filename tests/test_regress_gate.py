@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.regress import (THRESHOLDS, GateOptions, Looks, compare, evaluate, load_baseline,
-                             regress, resolve_baseline, select_entry)
+from harness.experiments import load_experiment, make_plan
+from harness.regress import (THRESHOLDS, GateOptions, Looks, Trick, column_tricks, compare,
+                             evaluate, load_baseline, regress, resolve_baseline, select_entry)
 from harness.regress.checks import Check, decide
+from harness.scales import get_scale
 from harness.statistics import Drop
 from test_regress import (DEVICE, TABLE, TORCH, VICTIM, VICTIM_NAME, by_cell, cli, fill,
                           freeze_from, now_from, plan_for, top1_of, victim_index, work)  # noqa: F401
@@ -224,6 +226,61 @@ def test_trick_check_catches_a_vanished_delta():
     assert math.isclose(trick.base, 0.6, abs_tol=0.05) and abs(trick.now) < 0.05
     same = evaluate(base, _cells(_means(), 4), THRESHOLDS["local"], parents=parents)
     assert not any(c.failed for c in same.checks)
+
+
+def _trick_of(ev, name: str):
+    return next(c for c in ev.checks if c.kind == "trick" and c.name == name)
+
+
+def test_trick_check_of_a_reference_column_table():
+    """Table 3's layout: the models in the rows, Efficient compared with the Baseline column.
+    Efficient's tricks silently stop working (its cells equal Baseline's: each 0.6 lower,
+    below the cell floor): the column's trick check fails, with the lost delta 0.6 by hand
+    (mean over the two models of base delta 0.6 minus today's 0); an intact night passes."""
+    models = ("ResNet-50", "MobileNet")
+    means = {(m, c): 80.0 + j + (0.6 if c == "Efficient" else 0.0)
+             for j, m in enumerate(models) for c in ("Baseline", "Efficient")}
+    tricks = [Trick("Efficient", "Baseline",
+                    tuple(((m, "Efficient"), (m, "Baseline")) for m in models))]
+    kw = {"tricks": tricks, "models": {k: k[0] for k in means}}
+    base = _baseline(_cells(means, 4))
+    off = {k: v - (0.6 if k[1] == "Efficient" else 0.0) for k, v in means.items()}
+    ev = evaluate(base, _cells(off, 4), THRESHOLDS["local"], **kw)
+    trick = _trick_of(ev, "Efficient")
+    assert trick.outcome == "regression"
+    assert math.isclose(trick.drop.drop, 0.6, abs_tol=1e-9)
+    assert set(trick.cells) == set(means)
+    assert not any(v.failed for v in ev.cells)
+    assert _trick_of(evaluate(base, _cells(means, 4), THRESHOLDS["local"], **kw),
+                     "Efficient").outcome == "pass"
+
+
+def test_trick_check_direction_follows_a_clearly_negative_baseline_delta():
+    """A trick that costs 0.6 points in the baseline (label smoothing at ``local``) and stops
+    working: its row rises to its parent's. Toward 0 is the loss, so the check fails with
+    the drop 0.6; a trick whose cost grows by the same 0.6 is not a lost trick (the row's
+    own cell check is where a drop of the row shows)."""
+    parents = {"+ ls": "base"}
+    means = {(r, c): 80.0 + j - (0.6 if r == "+ ls" else 0.0)
+             for r in ("base", "+ ls") for j, c in enumerate(COLS)}
+    base = _baseline(_cells(means, 4))
+    back = {k: v + (0.6 if k[0] == "+ ls" else 0.0) for k, v in means.items()}
+    trick = _trick_of(evaluate(base, _cells(back, 4), THRESHOLDS["local"], parents=parents), "+ ls")
+    assert trick.outcome == "regression" and math.isclose(trick.drop.drop, 0.6, abs_tol=1e-9)
+    assert "rise toward 0" in trick.note
+    worse = {k: v - (0.6 if k[0] == "+ ls" else 0.0) for k, v in means.items()}
+    trick = _trick_of(evaluate(base, _cells(worse, 4), THRESHOLDS["local"], parents=parents), "+ ls")
+    assert trick.outcome != "regression" and math.isclose(trick.drop.drop, -0.6, abs_tol=1e-9)
+
+
+def test_column_tricks_of_paper_table3():
+    """The real Table 3 plan: Efficient vs Baseline on each of its three models."""
+    plan = make_plan(load_experiment("paper_table3"), get_scale("smoke"), seeds=2)
+    tricks = column_tricks(plan)
+    assert [(t.name, t.parent) for t in tricks] == [("Efficient", "Baseline")]
+    rows = [r.label for r in plan.experiment.rows]
+    assert tricks[0].pairs == tuple(((r, "Efficient"), (r, "Baseline")) for r in rows)
+    assert column_tricks(plan_for()) == []  # a stacked table's tricks are its rows
 
 
 def test_model_check_catches_a_small_drop_of_every_cell():

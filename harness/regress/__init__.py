@@ -2,7 +2,8 @@
 
 * Checks (:mod:`.checks`, on the shared :mod:`harness.statistics`): each cell's metric
   (top-1; a transfer table's mAP or mIoU), each model's mean over its cells, each trick's
-  delta over its parent row, each cell's training speed. One night is one family: Holm's
+  delta over its parent row (Table 3: a column's over the reference column), each cell's
+  training speed. One night is one family: Holm's
   step-down at family-wise alpha, and a drop must also reach a floor. Checks between a clear
   pass and a clear regression are ``rerun``: their cells get more seeds, within a budget,
   and the night looks again (alpha spent over the looks, Pocock-type).
@@ -28,16 +29,17 @@ from harness.regress.baseline import (BASELINES_DIR, baseline_path, check_name, 
                                       load_baseline, read_cells, resolve_baseline, save_baseline,
                                       select_entry)
 from harness.regress.checks import FAMILY_METHOD, Check, Looks
-from harness.regress.comparison import (THRESHOLDS, CellVerdict, Evaluation, Thresholds, compare,
-                                        evaluate, run_night, thresholds_for)
+from harness.regress.comparison import (THRESHOLDS, CellVerdict, Evaluation, Thresholds, Trick,
+                                        compare, evaluate, run_night, thresholds_for)
 from harness.regress.gate import (EXIT_BAD_INPUT, EXIT_PASS, EXIT_REGRESSION, REPORTS_DIR,
-                                  GateOptions, RegressResult, offset_seeds, parents_of, regress,
-                                  train_plan, write_reports)
+                                  GateOptions, RegressResult, column_tricks, offset_seeds,
+                                  parents_of, regress, train_plan, write_reports)
 from harness.regress.history import append_history, read_history
 from harness.regress.markdown import render_markdown
 
 __all__ = ["Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "Evaluation", "Check",
            "Looks", "FAMILY_METHOD", "compare", "evaluate", "run_night", "offset_seeds", "parents_of",
+           "column_tricks", "Trick",
            "BASELINES_DIR", "baseline_path", "check_name", "entry_class", "load_baseline",
            "save_baseline", "select_entry", "freeze", "read_cells", "resolve_baseline", "regress",
            "train_plan", "GateOptions", "RegressResult", "render_markdown", "write_reports",

@@ -9,9 +9,12 @@ shared :mod:`harness.statistics` module:
 * ``model``: the mean drop over all of a model's cells (a small drop of every cell that no
   single cell shows): per-cell differences (:func:`diff_interval`, unpaired, the model's
   pooled noise) combined by inverse variance (:func:`pooled_effect`), t with the noise's df;
-* ``trick``: how much of a trick's delta (row minus its parent row) was lost, per model
+* ``trick``: how much of a trick's delta (its row minus its parent row; in a table with a
+  ``reference_column``, Table 3, its column minus that column) was lost, per model
   ``(row - parent)_base - (row - parent)_now``, pooled over the models the same way: a trick
-  that silently stops working leaves its row equal to its parent;
+  that silently stops working leaves its cells equal to its parent's. The direction of
+  "lost" is toward 0 from the baseline's delta: reversed where the baseline's pooled delta is
+  clearly negative (at ``local`` some regularisers cost top-1), fixed by the baseline alone;
 * ``mechanism``: how much of a trick's delta on a quantity that shows its *mechanism* was
   lost, ``(row - parent)_base - (row - parent)_now`` as a fraction of the baseline's delta,
   pooled over the models. The quantity is the mean logit gap of Sec 5.2 / Figure 4 (label
@@ -210,35 +213,60 @@ def model_check(model: str, metric: str, cells: Mapping[tuple[str, str], tuple[V
     return chk
 
 
-def trick_check(row: str, parent: str, metric: str,
-                columns: Mapping[str, tuple[Values, Values, Values, Values]],
-                noise: Mapping[str, Noise], floor: float, alpha: float) -> Check | None:
-    """How much of ``row``'s delta over ``parent`` was lost, pooled over the models.
+def _pair_cells(name: str, parent: str, keys: Sequence[Any],
+                cells: Mapping[Any, tuple[tuple[str, str], tuple[str, str]]] | None
+                ) -> tuple[tuple[str, str], ...]:
+    """The cells behind the pairs ``keys``: ``cells[key]`` (a trick cell and its parent's),
+    else, for a stacked table, ``(name, key)`` and ``(parent, key)`` (key: the column)."""
+    if cells is not None:
+        return tuple(c for k in keys for c in cells[k])
+    return tuple(c for k in keys for c in ((name, k), (parent, k)))
 
-    ``columns``: column -> (row base, parent base, row now, parent now)."""
-    lost, base_d, now_d, cells = [], [], [], []
-    for col, (rb, pb, rn, pn) in columns.items():
+
+def _direction(base_deltas: list[Interval], df: float) -> float:
+    """+1 when the trick's pooled baseline delta is positive or unclear (a trick helps: it
+    is lost when the delta falls), -1 when its 95% interval lies below 0 (a trick that costs
+    accuracy on this proxy is lost when its delta rises toward 0). From the baseline alone,
+    so the direction is fixed before today's numbers are looked at."""
+    iv = _combined(base_deltas, df)
+    return -1.0 if math.isfinite(iv.hi) and iv.hi < 0 else 1.0
+
+
+def trick_check(row: str, parent: str, metric: str,
+                columns: Mapping[Any, tuple[Values, Values, Values, Values]],
+                noise: Mapping[Any, Noise], floor: float, alpha: float,
+                cells: Mapping[Any, tuple[tuple[str, str], tuple[str, str]]] | None = None
+                ) -> Check | None:
+    """How much of a trick's delta (``row`` minus ``parent``) was lost, pooled over the models.
+
+    ``columns``: pair -> (trick base, parent base, trick now, parent now), one pair a model;
+    ``cells``: pair -> (trick cell, parent cell) (default: a stacked table's, the pair being
+    the column). "Lost" points toward 0 from the baseline's delta (:func:`_direction`): a
+    trick that silently stops working leaves its cells equal to its parent's either way."""
+    lost, base_d, now_d, used = [], [], [], []
+    for key, (rb, pb, rn, pn) in columns.items():
         if not (rb and pb and rn and pn):
             continue
-        nz = noise[col]
+        nz = noise[key]
         ib = diff_interval(rb, pb, nz, pair_min_corr=math.inf)
         inow = diff_interval(rn, pn, nz, pair_min_corr=math.inf)
-        se = math.hypot(ib.se, inow.se)
-        # now - base of the delta: the interval of "delta kept", whose negative is "lost"
-        lost.append(Interval(inow.mean - ib.mean, math.nan, math.nan, se, nz.df, 0.95,
-                             inow.n_a, ib.n_a, False, None))
+        lost.append((inow.mean - ib.mean, math.hypot(ib.se, inow.se), nz.df, inow.n_a, ib.n_a))
         base_d.append(ib)
         now_d.append(inow)
-        cells += [(row, col), (parent, col)]
+        used.append(key)
     if not lost:
         return None
-    df = min(noise[c].df for c in columns)
-    iv = _combined(lost, df)
-    chk = Check("trick", row, metric, tuple(cells), gating=floor < NEVER)
+    df = min(noise[k].df for k in columns)
+    sign = _direction(base_d, df)
+    # sign x (now - base) of the delta: the interval of "delta kept", whose negative is "lost"
+    iv = _combined([Interval(sign * m, math.nan, math.nan, se, d, 0.95, na, nb, False, None)
+                    for m, se, d, na, nb in lost], df)
+    chk = Check("trick", row, metric, _pair_cells(row, parent, used, cells), gating=floor < NEVER)
     chk.drop = _drop_of(iv, floor, alpha)
     chk.base = pooled_effect(base_d).mean  # the trick's delta in the baseline, pooled
     chk.now = pooled_effect(now_d).mean
-    chk.note = f"delta over '{parent}', pooled over {len(lost)} model(s)"
+    chk.note = f"delta over '{parent}', pooled over {len(lost)} model(s)" + (
+        "; the baseline's delta is negative, so a rise toward 0 is the loss" if sign < 0 else "")
     chk.n_base, chk.n_now = len(lost), len(lost)
     return chk
 
@@ -263,19 +291,21 @@ def _kept_fraction(rb: Values, pb: Values, rn: Values, pn: Values) -> Interval |
 
 
 def mechanism_check(row: str, parent: str, metric: str,
-                    columns: Mapping[str, tuple[Values, Values, Values, Values]],
-                    alpha: float, gating: bool = True) -> Check | None:
+                    columns: Mapping[Any, tuple[Values, Values, Values, Values]],
+                    alpha: float, gating: bool = True,
+                    cells: Mapping[Any, tuple[tuple[str, str], tuple[str, str]]] | None = None
+                    ) -> Check | None:
     """How much of ``row``'s delta over ``parent`` on a mechanism ``metric`` was lost, as a
     fraction of the baseline's delta, pooled over the models where that delta is clear.
 
-    ``columns``: column -> (row base, parent base, row now, parent now)."""
+    ``columns`` and ``cells`` as :func:`trick_check`'s."""
     kept = {col: iv for col, sides in columns.items() if all(sides)
             for iv in [_kept_fraction(*sides)] if iv is not None}
     if not kept:
         return None
     iv = _combined(list(kept.values()), min(k.df for k in kept.values()))
-    cells = tuple(cell for col in kept for cell in ((row, col), (parent, col)))
-    chk = Check("mechanism", row, metric, cells, gating=gating)
+    chk = Check("mechanism", row, metric, _pair_cells(row, parent, list(kept), cells),
+                gating=gating)
     chk.drop = _drop_of(iv, MECHANISM_FLOOR, alpha)
     chk.base, chk.now = 1.0, 1.0 + iv.mean
     chk.note = (f"fraction of the {metric} delta over '{parent}' kept, pooled over "

@@ -22,13 +22,31 @@ from harness.regress.identity import (Identity, accuracy_comparable, determinism
                                       identity, speed_comparable)
 from harness.regress.invariants import invariant_check
 
-__all__ = ["Key", "Thresholds", "THRESHOLDS", "thresholds_for", "CellVerdict", "FAIL_VERDICTS",
-           "Evaluation", "cell_device", "baseline_cells", "evaluate", "compare", "run_night",
+__all__ = ["Key", "Trick", "stacked_tricks", "Thresholds", "THRESHOLDS", "thresholds_for",
+           "CellVerdict", "FAIL_VERDICTS", "Evaluation", "cell_device", "baseline_cells", "evaluate", "compare", "run_night",
            "More"]
 
 Key = tuple[str, str]  # (row, column)
 MECHANISM = "logit_gap"  # the per-trick mechanism metric (Sec 5.2's mean logit gap)
 FAIL_VERDICTS = ("regression", "missing", "failed")
+
+
+@dataclass(frozen=True)
+class Trick:
+    """One trick the gate checks: the cells of ``name`` against those of ``parent``, one
+    pair a model. A stacked table (Tables 4-9): a row vs its parent row in each column; a
+    table with a ``reference_column`` (Table 3): a column vs that column in each row."""
+
+    name: str
+    parent: str
+    pairs: tuple[tuple[Key, Key], ...]  # (trick cell, parent cell)
+
+
+def stacked_tricks(parents: dict[str, str], keys: list[Key]) -> list[Trick]:
+    """Row -> parent row (a stacked table) as tricks over the columns of ``keys``."""
+    columns = list(dict.fromkeys(k[1] for k in keys))
+    return [Trick(row, parent, tuple(((row, c), (parent, c)) for c in columns))
+            for row, parent in parents.items()]
 
 
 @dataclass(frozen=True)
@@ -297,13 +315,15 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
              looks: Looks | None = None, look: int = 1, strict_determinism: bool = False,
              speed: bool = True, last_look: bool | None = None,
              fixed: dict[tuple[str, str, str], str] | None = None,
-             models: dict[Key, str] | None = None) -> Evaluation:
+             models: dict[Key, str] | None = None,
+             tricks: list[Trick] | None = None) -> Evaluation:
     """Every cell's verdict and every check of one look.
 
     ``baseline``: a baseline entry (``cells``, optional ``provenance``); ``now`` maps (row,
     column) to per-seed dicts (seed, status, metric, img_per_s, device, precision ...);
-    ``parents``: row -> the row its trick is measured against (stacked tables; None: no
-    per-trick checks); ``looks``/``look``: where the night is in its looks (default: one look
+    ``parents``: row -> the row its trick is measured against (a stacked table's tricks, over
+    its columns); ``tricks``: more tricks as pairs of cells (Table 3's columns vs its
+    reference column); neither: no per-trick checks; ``looks``/``look``: where the night is in its looks (default: one look
     only, so the rerun band is reported as ``undecided``); ``fixed``: outcomes decided at
     earlier looks (check key -> outcome), kept as they were; ``speed=False``: no speed
     check at all (``regress --no-speed``: a shared runner whose load is not the baseline's);
@@ -340,16 +360,17 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
                           noise[g], th.pooled_floor, alpha)
         if chk is not None:
             checks.append(chk)
-    columns = list(dict.fromkeys(c.key[1] for c in usable))
-    for row, parent in (parents or {}).items():
-        per_col = {col: (*vals[(row, col)], *vals[(parent, col)])
-                   for col in columns if (row, col) in vals and (parent, col) in vals}
-        chk = trick_check(row, parent, metric,
-                          {col: (rb, pb, rn, pn) for col, (rb, rn, pb, pn) in per_col.items()},
-                          {col: noise[model[(row, col)]] for col in per_col}, th.pooled_floor, alpha)
+    tricks = list(tricks or ()) + stacked_tricks(parents or {}, [c.key for c in usable])
+    for t in tricks:
+        pairs = [(k, pk) for k, pk in t.pairs if k in vals and pk in vals]
+        chk = trick_check(t.name, t.parent, metric,
+                          {p: (vals[p[0]][0], vals[p[1]][0], vals[p[0]][1], vals[p[1]][1])
+                           for p in pairs},
+                          {p: noise[model[p[0]]] for p in pairs}, th.pooled_floor, alpha,
+                          cells={p: p for p in pairs})
         if chk is not None:
             checks.append(chk)
-    checks += _mechanism_checks(usable, parents or {}, th, alpha)
+    checks += _mechanism_checks(usable, tricks, th, alpha)
     checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now, _same_class(c),
                                                               _precisions(c))] if chk]
     checks += _speed_checks([c for c in cells if c.speed], th, alpha, model)
@@ -376,18 +397,18 @@ def _precisions(c: _Cell) -> tuple[str | None, str | None] | None:
     return c.bid.precision, c.nid.precision
 
 
-def _mechanism_checks(cells: list[_Cell], parents: dict[str, str], th: Thresholds,
+def _mechanism_checks(cells: list[_Cell], tricks: list[Trick], th: Thresholds,
                       alpha: float) -> list[Check]:
-    """One :func:`mechanism_check` per trick of a stacked table whose cells carry the
-    mechanism metric on both sides (classification trials: the mean logit gap)."""
+    """One :func:`mechanism_check` per trick whose cells carry the mechanism metric on both
+    sides (classification trials: the mean logit gap)."""
     vals = {c.key: (_by_seed(c.base, MECHANISM), _by_seed(c.now, MECHANISM)) for c in cells}
     out = []
-    for row, parent in parents.items():
-        per_col = {col: (*vals[(row, col)], *vals[(parent, col)]) for (r, col) in vals
-                   if r == row and (parent, col) in vals}
-        chk = mechanism_check(row, parent, MECHANISM,
-                              {col: (rb, pb, rn, pn) for col, (rb, rn, pb, pn) in per_col.items()},
-                              alpha, gating=th.pooled_floor < NEVER)
+    for t in tricks:
+        pairs = [(k, pk) for k, pk in t.pairs if k in vals and pk in vals]
+        chk = mechanism_check(t.name, t.parent, MECHANISM,
+                              {p: (vals[p[0]][0], vals[p[1]][0], vals[p[0]][1], vals[p[1]][1])
+                               for p in pairs},
+                              alpha, gating=th.pooled_floor < NEVER, cells={p: p for p in pairs})
         if chk is not None:
             out.append(chk)
     return out
@@ -448,14 +469,15 @@ More = Callable[[list[Key], int], "tuple[dict[Key, list[dict[str, Any]]], int] |
 def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
               thresholds: Thresholds, *, looks: Looks, more: More | None, budget: int,
               parents: dict[str, str] | None = None, strict_determinism: bool = False,
-              speed: bool = True, models: dict[Key, str] | None = None
+              speed: bool = True, models: dict[Key, str] | None = None,
+              tricks: list[Trick] | None = None
               ) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
     """One night as the gate decides it: look 1, then while checks are in the rerun band,
     the night has not failed, looks remain and ``more`` brings seeds within ``budget``
     trials, look again (outcomes decided earlier are kept). What is still in the band at
     the end is ``undecided``. Returns (last evaluation, today's cells, trials added)."""
     kw: dict[str, Any] = {"parents": parents, "looks": looks, "strict_determinism": strict_determinism,
-                          "speed": speed, "models": models}
+                          "speed": speed, "models": models, "tricks": tricks}
     ev = evaluate(baseline, now, thresholds, look=1, **kw)
     fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
     look, extra = 1, 0

@@ -27,8 +27,8 @@ from harness.machine import device_label, parse_device
 from harness.regress.baseline import (check_name, entry_class, read_cells, select_entry,
                                       write_json_atomic)
 from harness.regress.checks import FAMILY_METHOD, SPENDING, Looks
-from harness.regress.comparison import (CellVerdict, Evaluation, Key, Thresholds, run_night,
-                                        thresholds_for)
+from harness.regress.comparison import (CellVerdict, Evaluation, Key, Thresholds, Trick,
+                                        run_night, thresholds_for)
 from harness.regress.history import append_history, history_rows
 from harness.regress.markdown import render_markdown
 from harness.spec import TrialSpec
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the orchestrator imports Ray; the gate imports it only to t
 
 __all__ = ["EXIT_PASS", "EXIT_REGRESSION", "EXIT_BAD_INPUT", "REPORTS_DIR", "offset_seeds",
            "train_plan", "write_reports", "GateOptions", "RegressResult", "regress", "parents_of",
-           "models_of"]
+           "models_of", "column_tricks"]
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 REPORTS_DIR = Path("reports") / "regress"  # relative to the working directory
@@ -171,6 +171,19 @@ def parents_of(plan: Plan) -> dict[str, str]:
         if parent is not None:
             out[row.label] = parent
     return out
+
+
+def column_tricks(plan: Plan) -> list[Trick]:
+    """A table with a ``reference_column`` (Table 3): each other column is a trick measured
+    against that column, row by row (a row a model), as its verdicts are; [] otherwise."""
+    ref = plan.experiment.reference_column
+    if ref is None:
+        return []
+    rows = list(dict.fromkeys(r for r, _ in plan.trials))
+    columns = list(dict.fromkeys(c for _, c in plan.trials if c != ref))
+    return [Trick(col, ref, tuple(((r, col), (r, ref)) for r in rows
+                                  if (r, col) in plan.trials and (r, ref) in plan.trials))
+            for col in columns]
 
 
 def _with_seed(spec: TrialSpec, seed: int) -> TrialSpec:
@@ -307,6 +320,7 @@ def regress(plan: Plan, baseline: dict[str, Any], *, store: str, rerun: bool = F
     budget = opts.budget if opts.budget is not None else sum(len(v) for v in plan.trials.values())
     ev, now, extra = run_night(entry, now, th, looks=looks, more=more if can_rerun else None,
                                budget=budget, parents=parents_of(plan), models=models_of(plan),
+                               tricks=column_tricks(plan),
                                strict_determinism=opts.strict_determinism, speed=opts.speed)
     cur = state["plan"]
     summary = _summary(cur, entry, ev, th, store, rerun, no_train, now_class, looks, extra, opts)
