@@ -114,8 +114,9 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
     pooled = _pooled_rows(ev)
     if pooled:
         lines += ["## Pooled checks (per model: mean change over its cells; per trick: delta "
-                  "over its parent row or Table 3's reference column, baseline vs now; mechanism: the fraction of a trick's "
-                  "delta on the mean logit gap kept, 1 = as in the baseline)", "",
+                  "over its parent row or Table 3's reference column, baseline vs now; "
+                  "mechanism: the fraction of a trick's delta on the mean logit gap kept, "
+                  "1 = as in the baseline)", "",
                   _table(pooled, ["check", "name", "baseline delta", "now delta (model: change)", "drop", "floor", "p",
                                   "outcome", "note"]), ""]
     invariants = [[c.name, f"{c.base:g}" if c.base is not None else "-", c.outcome, c.note]
