@@ -48,8 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.experiments import load_experiment, make_plan  # noqa: E402
-from harness.regress import (THRESHOLDS, Looks, load_baseline, parents_of, run_night,  # noqa: E402
-                             select_entry)
+from harness.regress import (THRESHOLDS, Looks, column_tricks, load_baseline,  # noqa: E402
+                             parents_of, run_night, select_entry)
+from harness.regress.gate import models_of  # noqa: E402
 from harness.scales import get_scale  # noqa: E402
 
 SEED_SD = {"ResNet-50-D": 0.3, "MobileNet": 0.9, "Inception-V3": 1.0}  # DESIGN.md, local
@@ -149,18 +150,39 @@ def descendants(parents: dict[str, str], row: str) -> list[str]:
     return out
 
 
-def scenarios(keys: list[Key], parents: dict[str, str], means: dict[Key, float]):
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What the gate needs of a table's shape: its cells, the stacked rows' parents, the
+    column tricks (Table 3) and each cell's model (harness.regress.gate)."""
+
+    keys: list[Key]
+    parents: dict[str, str]
+    tricks: list[Any]
+    models: dict[Key, str]
+
+
+def layout_of(plan) -> Layout:
+    return Layout(list(plan.trials), parents_of(plan), column_tricks(plan), models_of(plan))
+
+
+def scenarios(lay: Layout, means: dict[Key, float]):
     """(name, shift per cell, what a shift means) for every injected change."""
+    keys, parents = lay.keys, lay.parents
     cols = list(dict.fromkeys(c for _, c in keys))
     yield "null", {}, "nothing changed"
     for size in (0.5, 1.0):
-        for col in cols:
-            yield f"model {col} -{size:g}", {k: size for k in keys if k[1] == col}, "every cell of one model"
+        for model in dict.fromkeys(lay.models.values()):
+            yield (f"model {model} -{size:g}", {k: size for k in keys if lay.models[k] == model},
+                   "every cell of one model")
     for row, parent in parents.items():
         hit = descendants(parents, row)
         shift = {(r, c): means[(row, c)] - means[(parent, c)] for r in hit for c in cols}
         delta = float(np.mean([means[(row, c)] - means[(parent, c)] for c in cols]))
         yield f"trick {row} delta 0 ({delta:+.2f})", shift, "the trick's delta set to 0"
+    for t in lay.tricks:  # a column vs the reference column, model by model
+        shift = {k: means[k] - means[pk] for k, pk in t.pairs}
+        delta = float(np.mean(list(shift.values())))
+        yield f"trick {t.name} delta 0 ({delta:+.2f})", shift, "the trick's delta set to 0"
     victim = keys[len(cols)] if len(keys) > len(cols) else keys[0]  # a second-row cell
     for size in (1.0, 2.0):
         for col in cols:
@@ -182,7 +204,7 @@ def old_rule(base: dict[Key, list], now: dict[Key, list]) -> bool:
     return False
 
 
-def one_night(source, th, looks: Looks, parents, budget: int, shift: dict[Key, float],
+def one_night(source, th, looks: Looks, lay: Layout, budget: int, shift: dict[Key, float],
               nb: int, nn: int, step: int, max_seeds: int, speed: bool = True) -> dict[str, Any]:
     base, now, draw = source.night(nb, nn, shift)
     entry = {"cells": [{"row": r, "column": c, "seeds": [t["seed"] for t in ts], "trials": ts}
@@ -202,7 +224,8 @@ def one_night(source, th, looks: Looks, parents, budget: int, shift: dict[Key, f
         return ({k: list(v) for k, v in state.items()}, used) if used else None
 
     ev, _, extra = run_night(entry, {k: list(v) for k, v in now.items()}, th, looks=looks,
-                             more=more, budget=budget, parents=parents, speed=speed)
+                             more=more, budget=budget, parents=lay.parents, speed=speed,
+                             tricks=lay.tricks, models=lay.models)
     failed = ev.failing
     return {"failed": failed, "undecided": any(c.outcome == "undecided" for c in ev.checks),
             "extra": extra, "old": old_rule(base, now),
@@ -226,14 +249,15 @@ def make_source(args, index: int):
 
 
 def run_scenario(job: tuple) -> dict[str, Any]:
-    args, index, name, shift, what, keys, parents = job
+    args, index, name, shift, what, lay = job
+    keys = lay.keys
     gc.freeze()  # statsmodels' Holm calls gc.collect(): keep it from walking torch's objects
     source = make_source(args, index)
     th = thresholds(args)
     looks = Looks(args.now_seeds, args.now_seeds, args.max_seeds, args.base_seeds)
     budget = args.budget if args.budget is not None else len(keys) * args.now_seeds
     nights = args.nights if name == "null" else args.detect_nights
-    res = [one_night(source, th, looks, parents, budget, shift, args.base_seeds,
+    res = [one_night(source, th, looks, lay, budget, shift, args.base_seeds,
                      args.now_seeds, args.now_seeds, args.max_seeds, not args.no_speed)
            for _ in range(nights)]
     fails = sum(r["failed"] for r in res)
@@ -249,10 +273,10 @@ def run_scenario(job: tuple) -> dict[str, Any]:
     return row
 
 
-def measure(args, keys: list[Key], parents: dict[str, str]) -> list[dict[str, Any]]:
+def measure(args, lay: Layout) -> list[dict[str, Any]]:
     means = make_source(args, 0).means
-    jobs = [(args, i, name, shift, what, keys, parents)
-            for i, (name, shift, what) in enumerate(scenarios(keys, parents, means))
+    jobs = [(args, i, name, shift, what, lay)
+            for i, (name, shift, what) in enumerate(scenarios(lay, means))
             if not args.only or any(o in name for o in args.only)]
     if args.jobs <= 1:
         return [run_scenario(j) for j in jobs]
@@ -521,8 +545,9 @@ def main() -> None:
                           f"Regression gate: real bugs, end to end ({a.scale})", notes, table)
         return
     plan = make_plan(load_experiment(a.table), get_scale(a.scale), seeds=1)
-    keys, parents = list(plan.trials), parents_of(plan)
-    rows = measure(a, keys, parents)
+    lay = layout_of(plan)
+    keys = lay.keys
+    rows = measure(a, lay)
     th = thresholds(a)
     kind = ("SYNTHETIC: cells drawn from a normal model with DESIGN.md's seed SDs (ResNet-50-D 0.3, "
             "MobileNet 0.9, Inception-V3 1.0 points) around the committed baseline's cell means; "
