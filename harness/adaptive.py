@@ -12,7 +12,6 @@ trials shared with plain runs, and an interrupted adaptive run continues from th
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -27,18 +26,6 @@ from harness.report.verdicts import Looks, TrickVerdicts
 from harness.scales import Scale, ScaleOverrides
 
 Cell = tuple[str, str]
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
-
-
-def parse_duration(text: str) -> float:
-    """'30m', '2h', '1h30m', '90s' -> seconds; anything else is one line naming the value."""
-    m = _DURATION.match(text.strip()) if text else None
-    if not m or not any(m.groups()):
-        raise HarnessError(f"bad --budget {text!r}; valid: a duration such as 90s, 30m, 2h or 1h30m")
-    h, mins, s = (float(g) if g else 0.0 for g in m.groups())
-    return h * 3600 + mins * 60 + s
-
-
 @dataclass
 class Wave:
     seeds: dict[str, int]  # "row / column" -> seeds per cell after this wave

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from conftest import cli_env, harness_cmd, last_json_line
-from harness.adaptive import cells_to_grow, parse_duration
+from harness.adaptive import cells_to_grow
+from harness.commands.args import parse_duration
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan, subplan
 from harness.report.verdicts import Comparison, Looks, TrickVerdicts

@@ -51,6 +51,23 @@ def test_log_dir_needs_mlflow(tmp_path):
     assert not store.exists()
 
 
+@pytest.mark.parametrize("extra, names", [
+    (["--log", "tensorboard", "--log-dir", "tb"], "--log-dir"),
+    (["--budget", "30 minutes", "--until-decisive"], "--budget"),
+    (["--budget", "30m"], "--until-decisive"),
+    (["--storage", "s3:///no-bucket"], "--storage"),
+])
+def test_dry_run_checks_the_flags_a_run_would_refuse(tmp_path, monkeypatch, extra, names):
+    """A dry run is a preflight: the flags a real run refuses (before it writes anything)
+    are refused there too, one line naming the value, exit 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "s.sqlite"
+    code, lines = _cli(["run", "paper_table2", "--scale", "smoke", "--store", str(store),
+                        "--dry-run", *extra])
+    assert code == 2 and len(lines) == 1 and names in lines[0], lines
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mlflow_missing_says_how_to_install(monkeypatch):
     """Without MLflow importable, --log mlflow is one line saying what to install."""
     import harness.tracking as tracking

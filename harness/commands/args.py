@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,18 @@ def tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-dir", default=None, metavar="PATH|URI",
                    help="--log mlflow: the tracking folder or URI (default $MLFLOW_TRACKING_URI, else "
                    "mlruns/ beside --store)")
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """'30m', '2h', '1h30m', '90s' -> seconds; anything else is one line naming the value."""
+    m = _DURATION.match(text.strip()) if text else None
+    if not m or not any(m.groups()):
+        raise HarnessError(f"bad --budget {text!r}; valid: a duration such as 90s, 30m, 2h or 1h30m")
+    h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mins * 60 + s
 
 
 def check_tracking(args: argparse.Namespace) -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
+from typing import Any
 
 from harness.commands.args import (check_plan_overrides, check_storage, check_tracking, cluster_args, dataset,
-                                   decisive_args, emit_json, json_arg, loading_args, looks, run_options,
-                                   scale_override_args, scale_overrides, schedule_warnings, seeds_args,
-                                   table_args, tracking_args)
+                                   decisive_args, emit_json, json_arg, loading_args, looks,
+                                   parse_duration, run_options, scale_override_args, scale_overrides,
+                                   schedule_warnings, seeds_args, table_args, tracking_args)
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
 from harness.experiments.decompose import decompose_experiment
 from harness.experiments.grid import grid_experiment
 from harness.ray_env import check_address
 from harness.scales import get_scale
+from harness.storage import Storage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     table_args(p)
     seeds_args(p)
     cluster_args(p)
-    p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; train nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; train "
+                   "nothing (the flags a run would refuse are refused here too; --storage is not probed)")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     json_arg(p)
     p.add_argument("--model", default=None, help="grid: the model")
@@ -85,6 +88,17 @@ def _run_decisive(args: argparse.Namespace, exp, scale, rule, budget: float | No
     return 0 if summary.failed == 0 else 1
 
 
+def _budget(args: argparse.Namespace, rule: Any) -> float | None:
+    """--budget in seconds (None: none); only with --until-decisive (``rule``)."""
+    if args.budget is None:
+        return None
+    budget = parse_duration(args.budget)
+    if rule is None:
+        raise HarnessError(f"bad --budget {args.budget!r} without --until-decisive; valid: "
+                           "--budget with --until-decisive")
+    return budget
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
     if args.address and not args.dry_run:
@@ -92,26 +106,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = load_table(args)
     plan = make_plan(exp, scale, args.seeds, data=dataset(args, exp), overrides=scale_overrides(args))
     check_plan_overrides(plan)
-    if args.dry_run:
+    rule = looks(args)
+    budget = _budget(args, rule)
+    check_tracking(args)  # --log-dir without --log mlflow: one line, exit 2, nothing written
+    if args.dry_run:  # every flag above is checked; --storage's form too (it is not probed)
         from harness.estimate import print_plan  # tabulate
 
+        if args.storage:
+            Storage.parse(args.storage)
         print_plan(plan, args.store, args.data_root)
         schedule_warnings(plan, args.data_root, refuse_small=False)
         return 0
-    rule = looks(args)
-    budget = None
-    if args.budget is not None:
-        from harness.adaptive import parse_duration
-
-        budget = parse_duration(args.budget)
-        if rule is None:
-            raise HarnessError(f"bad --budget {args.budget!r} without --until-decisive; valid: "
-                               "--budget with --until-decisive")
     from harness.orchestrator import run_plan  # Ray
     from harness.store import Store  # pandas
 
     check_storage(args)  # unreachable or unwritable --storage: one line, exit 2, nothing written
-    check_tracking(args)  # --log-dir without --log mlflow: one line, exit 2, nothing written
     schedule_warnings(plan, args.data_root)  # measures a user's folder once, before the workers
     Store(args.store).close()  # an unwritable or corrupt store fails here, before Ray starts
     if rule is not None:
