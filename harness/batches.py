@@ -186,10 +186,12 @@ PAPER_INPUT = 224  # the paper's training crop (Sec 2.1); Inception-V3's is 299 
 
 def input_size(scale: Scale, model: str | None) -> tuple[int, int]:
     """(training crop, evaluation resize) of ``model`` at ``scale``: the scale's, except at
-    the paper's 224 px, where a model whose paper input differs (Inception-V3: 299) trains
-    at its own size, its evaluation resize scaled alike (299 x 256/224 -> 342; docs/ledger.md).
-    The miniature scales keep their own sizes for every model."""
-    if model is None or scale.image_size != PAPER_INPUT:
+    the paper scale's 224 px, where a model whose paper input differs (Inception-V3: 299)
+    trains at its own size, its evaluation resize scaled alike (299 x 256/224 -> 342;
+    docs/ledger.md). The miniature scales (a user's folder at its native size included) keep
+    their own sizes for every model, and so does an explicit ``--image-size`` (the caller
+    passes ``model=None``)."""
+    if model is None or scale.name != "paper" or scale.image_size != PAPER_INPUT:
         return scale.image_size, scale.eval_resize
     native = default_input_size(model)
     if native == PAPER_INPUT:

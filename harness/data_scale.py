@@ -110,8 +110,8 @@ def paper_folder_scale(base: Scale, folder: str | None, overrides: ScaleOverride
     if overrides.image_size:
         size = overrides.image_size
         scale = replace(scale, image_size=size, eval_resize=int(round(size * base.eval_resize / base.image_size)))
-        devs.append(f"{size} px training crops (--image-size {size}) instead of 224, evaluation resize "
-                    f"{scale.eval_resize}")
+        devs.append(f"{size} px training crops for every model (--image-size {size}) instead of the "
+                    f"paper's 224 (Inception-V3: 299), evaluation resize {scale.eval_resize}")
     return replace(scale, deviations=tuple(devs))
 
 

@@ -260,3 +260,29 @@ def test_torchvision_models_with_auxiliary_heads_train_on_plain_logits():
     model.train()
     out = model(torch.zeros(2, 3, 64, 64))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
+
+
+def test_a_timm_vit_is_built_for_the_training_crop():
+    """timm:vit_tiny_patch16_224 at a 32-px crop: img_size=32 gives a 2x2 patch grid, so the
+    position embedding holds 1 + 4 tokens of width 192 (by hand: (32 / 16)^2 patches + the
+    class token), it takes 32-px inputs, and model_stats counts that model (192 x 5 fewer
+    embedding values than at 224: 1 + 196 tokens)."""
+    vit = create_model("timm:vit_tiny_patch16_224", num_classes=10, in_chans=1, img_size=32).eval()
+    assert tuple(vit.pos_embed.shape) == (1, 1 + 4, 192)
+    with torch.no_grad():
+        assert vit(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    at224 = model_stats("timm:vit_tiny_patch16_224", input_size=224, num_classes=10, in_chans=1)
+    at32 = model_stats("timm:vit_tiny_patch16_224", input_size=32, num_classes=10, in_chans=1)
+    assert at32["params"] == count_params(vit) == at224["params"] - 192 * (197 - 5)
+
+
+def test_a_cnn_without_img_size_is_built_as_before():
+    """A timm CNN has no img_size: asked for a 32-px crop it is built exactly as without one,
+    with the same random draws (a stored timm trial keeps its numbers)."""
+    torch.manual_seed(3)
+    a = create_model("timm:resnet18", num_classes=10, img_size=32)
+    torch.manual_seed(3)
+    b = create_model("timm:resnet18", num_classes=10)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(HarnessError, match="takes any crop"):
+        create_model("resnet18", num_classes=10, img_size=32)

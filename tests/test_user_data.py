@@ -25,7 +25,7 @@ from harness.experiments import load_experiment, make_plan
 from harness.experiments.plan import paper_tables
 from harness.recipe import named_recipe
 from harness.report.markdown import scale_section
-from harness.scales import LOCAL, SCALES, ScaleOverrides, get_scale
+from harness.scales import LOCAL, PAPER, SCALES, ScaleOverrides, get_scale
 from harness.spec import TrialSpec, spec_from_dict, spec_to_dict
 from harness.tasks.classification import make_schedule
 from harness.trainer import run_trial
@@ -343,10 +343,35 @@ def test_a_folder_smaller_than_a_batch_stops_a_run_before_ray(folder, tmp_path, 
 
 
 def test_a_model_that_cannot_take_the_input_size_is_bad_input(folder, tmp_path, monkeypatch, capsys):
-    """timm's ViT is built for 224 px: on 20 px images one line naming the size, exit 2."""
+    """torchvision's ViT is built for 224 px: on 20 px images one line naming the size, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", "--model", "torchvision:vit_b_16", "--scale", "smoke", "--data", str(folder),
+               "--set", "batch_size=64"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot take 20x20 px inputs" in err
+
+
+def test_a_timm_vit_trains_at_the_folders_size(folder, tmp_path, monkeypatch, capsys):
+    """timm's ViT is built for the crop (img_size=20: one 16-px patch), so it trains."""
     pytest.importorskip("timm")
     monkeypatch.chdir(tmp_path)
     rc = main(["train", "--model", "timm:vit_tiny_patch16_224", "--scale", "smoke", "--data", str(folder),
                "--set", "batch_size=64"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "cannot take 20x20 px inputs" in err
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and json.loads(out[-1])["status"] == "done"
+
+
+def test_an_explicit_image_size_is_every_models_crop_at_the_paper_scale():
+    """--image-size 224 at `paper` trains Inception-V3 at 224 (without it: its own 299, Sec 4);
+    a user's folder whose native size is 224 keeps 224 at `local` for Inception-V3 too."""
+    import dataclasses
+
+    from harness.batches import input_size
+    from harness.tasks.classification import own_crop_model
+
+    spec = TrialSpec(model="inception_v3", recipe=named_recipe("efficient"), scale="paper", seed=0)
+    assert input_size(PAPER, own_crop_model(spec)) == (299, 342)
+    fixed = dataclasses.replace(spec, overrides=ScaleOverrides(image_size=224))
+    assert own_crop_model(fixed) is None and input_size(PAPER, own_crop_model(fixed)) == (224, 256)
+    folder224 = dataclasses.replace(LOCAL, dataset="imagefolder", image_size=224, eval_resize=224)
+    assert input_size(folder224, "inception_v3") == (224, 224)

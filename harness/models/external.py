@@ -6,10 +6,12 @@ Such a model is built exactly as its library defines it, never with pretrained w
 (``pretrained=False`` / ``weights=None``: nothing is downloaded), with the class count and
 input channels of the data:
 
-* timm: ``timm.create_model(NAME, pretrained=False, num_classes=K, in_chans=C)``;
+* timm: ``timm.create_model(NAME, pretrained=False, num_classes=K, in_chans=C)``, plus
+  ``img_size=CROP`` for a model built for a fixed size (a ViT) trained at another crop;
 * torchvision: ``torchvision.models.get_model(NAME, weights=None, num_classes=K)``; for
   ``C != 3`` input channels, the first ``nn.Conv2d`` taking 3 channels (the stem, in
-  module order) is replaced by the same convolution taking ``C`` channels.
+  module order) is replaced by the same convolution taking ``C`` channels. torchvision's
+  ViTs are built at their own size (a crop they cannot take is refused before training).
 
 The Sec 4 ResNet tweaks (B, C, D) are the harness's own ResNets (``resnet50_d``, ...): a
 name such as ``timm:resnet50_d`` is not a timm model and is rejected with that hint (timm's
@@ -112,18 +114,37 @@ def external_input_size(name: str) -> int:
     return int(size[-1]) if size else 224
 
 
-def create_external(name: str, *, num_classes: int, in_chans: int) -> nn.Module:
+def create_external(name: str, *, num_classes: int, in_chans: int,
+                    img_size: int | None = None) -> nn.Module:
     """The library's uninitialised-by-us network ``name`` for ``num_classes`` classes and
-    ``in_chans`` input channels, never pretrained (see the module docstring)."""
+    ``in_chans`` input channels, never pretrained (see the module docstring); ``img_size``:
+    the training crop, for a timm model built for a fixed size (:func:`_timm_model`)."""
     lib, model = split_name(check_external(name))
     mod = _import(lib)
     if lib == "timm":
-        return mod.create_model(model, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+        return _timm_model(mod, model, num_classes, in_chans, img_size)
     aux = {"aux_logits": False} if model in AUX_LOGITS else {}  # one logits tensor in train mode
     net = mod.models.get_model(model, weights=None, num_classes=num_classes, **aux)
     if in_chans != 3:
         replace_stem_conv(net, in_chans)
     return net
+
+
+def _timm_model(timm, model: str, num_classes: int, in_chans: int,
+                img_size: int | None) -> nn.Module:
+    """``timm.create_model``; at a crop other than the model's native one, with
+    ``img_size=crop`` where the model takes it (ViT, DeiT, Swin...: their patch grid and
+    position embeddings are sized by it, so a 224-px ViT can train on 28-px images). A model
+    whose constructor has no ``img_size`` (a CNN) raises TypeError before building anything
+    (no random draw), and is then built as before."""
+    kw = {"pretrained": False, "num_classes": num_classes, "in_chans": in_chans}
+    if img_size is not None and img_size != external_input_size(f"timm:{model}"):
+        try:
+            return timm.create_model(model, img_size=int(img_size), **kw)
+        except TypeError as exc:
+            if "img_size" not in str(exc):
+                raise
+    return timm.create_model(model, **kw)
 
 
 def replace_stem_conv(net: nn.Module, in_chans: int) -> str:

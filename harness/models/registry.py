@@ -111,7 +111,7 @@ def check_blocks(blocks: tuple[int, ...] | None, length: int, what: str) -> tupl
 def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
                  width_mult: float = 1.0, small_input: bool = False,
                  blocks: tuple[int, ...] | None = None,
-                 init: str = "xavier_uniform") -> nn.Module:
+                 init: str = "xavier_uniform", img_size: int | None = None) -> nn.Module:
     """Build the registered model ``name`` and initialise it with ``init`` (Sec 2.1).
 
     An external model (``timm:NAME``, ``torchvision:NAME``) is built by its library at its
@@ -119,6 +119,8 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
     then gets the same ``init``: the recipe's initialisation replaces the library's, so a
     baseline row is the Sec 2.1 baseline for every model (timm's ResNets, for one, zero the
     last BN of each block by default, which would make every row a zero-gamma row).
+    ``img_size``: the training crop, for an external model built for a fixed size (a timm
+    ViT); the harness's own models take any crop and must leave it None.
     """
     if ":" in name:
         _check_args(num_classes, in_chans, width_mult)
@@ -126,8 +128,11 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3,
             raise HarnessError(f"{name} is built at its library's size; width_mult, small_input "
                                "and blocks apply only to the harness's own models "
                                f"({', '.join(MODEL_NAMES[:3])}, ...)")
-        model = create_external(name, num_classes=int(num_classes), in_chans=int(in_chans))
+        model = create_external(name, num_classes=int(num_classes), in_chans=int(in_chans),
+                                img_size=img_size)
         return init_weights(model, init)
+    if img_size is not None:
+        raise HarnessError(f"img_size applies to timm:/torchvision: models; {name} takes any crop")
     builder = _builder(name)
     _check_args(num_classes, in_chans, width_mult)
     model = builder(num_classes=int(num_classes), in_chans=int(in_chans),

@@ -41,6 +41,8 @@ def model_stats(name: str, input_size: int | None = None, **create_kwargs: Any) 
     also with ``small_input=True``: pass e.g. ``input_size=32`` explicitly then.
     """
     size = default_input_size(name) if input_size is None else int(input_size)
+    if ":" in name:  # an external model is built for the crop it is counted at (a ViT's grid)
+        create_kwargs = {**create_kwargs, "img_size": size}
     with torch.device("meta"):  # shapes only: same counts, no weight init or real compute
         model = create_model(name, **create_kwargs)
         macs = count_macs(model, size, create_kwargs.get("in_chans", 3))

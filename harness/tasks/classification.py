@@ -53,12 +53,16 @@ def make_schedule(recipe: Recipe, scale: Scale, iters_per_epoch: int) -> LRSched
 
 
 def build_model(spec: TrialSpec, num_classes: int, in_chans: int, device: torch.device,
-                small_map_convs: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+                small_map_convs: bool = True, crop: int | None = None
+                ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model with the paper's init (Sec 2.1) and zero-gamma when asked (Sec 3.1); on a
     CPU, convs on <=2x2 maps take the dense-map fast path unless ``small_map_convs`` is off.
-    ``meta["tricks"]``: what each model-level trick did to it (``harness.tasks.model_tricks``)."""
+    ``meta["tricks"]``: what each model-level trick did to it (``harness.tasks.model_tricks``).
+    ``crop``: the training crop, which an external model is built for (a timm ViT's grid)."""
     kwargs = dict(spec.scale_obj.model_kwargs_for(spec.model), num_classes=num_classes,
                   in_chans=in_chans, init=spec.recipe.init)
+    if is_external(spec.model) and crop is not None:
+        kwargs["img_size"] = crop
     model = create_model(spec.model, **kwargs)
     tricks = apply_model_tricks(model, spec.model, spec.recipe)  # zero-gamma when asked (Sec 3.1)
     if small_map_convs and device.type == "cpu":
@@ -68,6 +72,13 @@ def build_model(spec: TrialSpec, num_classes: int, in_chans: int, device: torch.
     meta = {"name": spec.model, "kwargs": {k: list(v) if isinstance(v, tuple) else v
                                            for k, v in kwargs.items()}, "tricks": tricks}
     return model, meta
+
+
+def own_crop_model(spec: TrialSpec) -> str | None:
+    """The model whose own training crop applies (``harness.batches.input_size``:
+    Inception-V3's 299 px at the paper scale, Sec 4), or None when ``--image-size`` set the
+    crop: the user's size is then every model's, as the report's deviations say."""
+    return None if spec.overrides.image_size else spec.model
 
 
 FUSED_SGD_DEVICES = ("cuda", "cpu")
@@ -219,9 +230,10 @@ class ClassificationTask:
         seed_everything(spec.seed)
         self.batch_size = scale.batch_size(spec.recipe)
         batches = make_batches(spec.dataset, scale, self.batch_size, device, spec.seed,
-                               opts.data_root, opts.decode, opts.loader_workers, model=spec.model)
+                               opts.data_root, opts.decode, opts.loader_workers,
+                               model=own_crop_model(spec))
         model, self.meta = build_model(spec, batches.num_classes, batches.in_chans, device,
-                                       opts.small_map_convs)
+                                       opts.small_map_convs, batches.aug.out_size)
         applied = zero_gamma_facts(model)  # what ran, for the gate's invariant checks
         if is_external(spec.model) or spec.user_folder or spec.overrides.image_size:  # built-in trials: untouched
             check_input_size(model, spec.model, batches.aug.out_size, batches.in_chans, device)
