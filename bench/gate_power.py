@@ -569,9 +569,11 @@ def main() -> None:
                 "other on a shared 2-core machine)" if a.no_speed else "")]
     if a.write_results:
         src = "synthetic" if a.synthetic else "bank"
-        title = (f"Regression gate power ({src}): {a.base_seeds} baseline seeds, {a.now_seeds} tonight, "
+        title = (f"Regression gate power ({src}{'' if a.table == 'paper_table6' else ', ' + a.table}): "
+                 f"{a.base_seeds} baseline seeds, {a.now_seeds} tonight, "
                  f"{a.nights} null nights" + (", accuracy only" if a.no_speed else ""))
-        config = f"{src} b{a.base_seeds} n{a.now_seeds}" + (" no-speed" if a.no_speed else "")
+        config = (f"{src} b{a.base_seeds} n{a.now_seeds}" + (" no-speed" if a.no_speed else "")
+                  + ("" if a.table == "paper_table6" else f" {a.table}"))  # Table 6's keep their marks
         write_results(Path(a.write_results), config, title, notes, rows)
 
 
