@@ -362,12 +362,9 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
             checks.append(chk)
     tricks = list(tricks or ()) + stacked_tricks(parents or {}, [c.key for c in usable])
     for t in tricks:
-        pairs = [(k, pk) for k, pk in t.pairs if k in vals and pk in vals]
-        chk = trick_check(t.name, t.parent, metric,
-                          {p: (vals[p[0]][0], vals[p[1]][0], vals[p[0]][1], vals[p[1]][1])
-                           for p in pairs},
-                          {p: noise[model[p[0]]] for p in pairs}, th.pooled_floor, alpha,
-                          cells={p: p for p in pairs})
+        sides = _trick_sides(t, vals)
+        chk = trick_check(t.name, t.parent, metric, sides, {p: noise[model[p[0]]] for p in sides},
+                          th.pooled_floor, alpha, cells={p: p for p in sides})
         if chk is not None:
             checks.append(chk)
     checks += _mechanism_checks(usable, tricks, th, alpha)
@@ -397,6 +394,14 @@ def _precisions(c: _Cell) -> tuple[str | None, str | None] | None:
     return c.bid.precision, c.nid.precision
 
 
+def _trick_sides(t: Trick, vals: dict[Key, tuple[dict, dict]]
+                 ) -> dict[tuple[Key, Key], tuple[dict, dict, dict, dict]]:
+    """(trick cell, parent cell) -> (trick base, parent base, trick now, parent now) for the
+    pairs of ``t`` whose cells are both in ``vals`` (cell -> (base, now) values by seed)."""
+    return {(k, pk): (vals[k][0], vals[pk][0], vals[k][1], vals[pk][1])
+            for k, pk in t.pairs if k in vals and pk in vals}
+
+
 def _mechanism_checks(cells: list[_Cell], tricks: list[Trick], th: Thresholds,
                       alpha: float) -> list[Check]:
     """One :func:`mechanism_check` per trick whose cells carry the mechanism metric on both
@@ -404,11 +409,9 @@ def _mechanism_checks(cells: list[_Cell], tricks: list[Trick], th: Thresholds,
     vals = {c.key: (_by_seed(c.base, MECHANISM), _by_seed(c.now, MECHANISM)) for c in cells}
     out = []
     for t in tricks:
-        pairs = [(k, pk) for k, pk in t.pairs if k in vals and pk in vals]
-        chk = mechanism_check(t.name, t.parent, MECHANISM,
-                              {p: (vals[p[0]][0], vals[p[1]][0], vals[p[0]][1], vals[p[1]][1])
-                               for p in pairs},
-                              alpha, gating=th.pooled_floor < NEVER, cells={p: p for p in pairs})
+        sides = _trick_sides(t, vals)
+        chk = mechanism_check(t.name, t.parent, MECHANISM, sides, alpha,
+                              gating=th.pooled_floor < NEVER, cells={p: p for p in sides})
         if chk is not None:
             out.append(chk)
     return out
