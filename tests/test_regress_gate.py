@@ -13,7 +13,8 @@ import pytest
 from harness.errors import HarnessError
 from harness.experiments import load_experiment, make_plan
 from harness.regress import (THRESHOLDS, GateOptions, Looks, Trick, column_tricks, compare,
-                             evaluate, load_baseline, regress, resolve_baseline, select_entry)
+                             evaluate, load_baseline, regress, resolve_baseline, run_night,
+                             select_entry)
 from harness.regress.checks import Check, decide
 from harness.scales import get_scale
 from harness.statistics import Drop
@@ -162,12 +163,17 @@ def test_family_wise_holm_on_a_hand_made_family():
     """Holm at alpha 0.025 over five checks with p = .001, .004, .006, .03, .2: compare p(i)
     with alpha/(5-i+1) = .005, .00625, .00833, .0125, .025: the first three are rejected
     (the second's drop is below the floor: rerun), the fourth is not (p < band 0.05: rerun),
-    the fifth passes. Ten checks at p = .004 each would all fail uncorrected; Holm rejects
+    the fifth passes. Before the last look a first rejection is ``confirm``; a check
+    rejected at an earlier look (``flagged``) is a regression when rejected again. Ten checks at p = .004 each would all fail uncorrected; Holm rejects
     none (.004 > .0025) and sends them to the rerun band; on the last look, undecided."""
     checks = [_check("a", 0.001), _check("b", 0.004, drop=0.8), _check("c", 0.006),
               _check("d", 0.03), _check("e", 0.2)]
-    decide(checks, alpha=0.025, band=0.05, last_look=False)
-    assert [c.outcome for c in checks] == ["regression", "rerun", "regression", "rerun", "pass"]
+    decide(checks, alpha=0.025, band=0.05, last_look=True)
+    assert [c.outcome for c in checks] == ["regression", "undecided", "regression", "undecided", "pass"]
+    decide(checks, alpha=0.025, band=0.05, last_look=False)  # rejected before the last look:
+    assert [c.outcome for c in checks] == ["confirm", "rerun", "confirm", "rerun", "pass"]  # confirm
+    decide(checks, alpha=0.025, band=0.05, last_look=False, flagged=frozenset({checks[0].key}))
+    assert [c.outcome for c in checks][:3] == ["regression", "rerun", "confirm"]
     ten = [_check(str(i), 0.004) for i in range(10)]
     decide(ten, alpha=0.025, band=0.05, last_look=False)
     assert {c.outcome for c in ten} == {"rerun"}
@@ -304,7 +310,7 @@ def _shifted(k: int):
 
 def test_rerun_band_gets_more_seeds_then_decides(work, capsys):
     """Look 1 puts the victim in the rerun band; the gate trains two more seeds of that cell
-    only and look 2 finds the regression (exit 1). With --budget 0 it cannot: the cell stays
+    only, look 2 rejects it and two more seeds confirm it at look 3 (exit 1). With --budget 0 it cannot: the cell stays
     undecided and the gate passes (exit 0), naming it."""
     plan = plan_for("local")
     k = victim_index(plan)
@@ -319,8 +325,10 @@ def test_rerun_band_gets_more_seeds_then_decides(work, capsys):
 
     r = regress(plan, baseline, store=str(work / "b.sqlite"), train=train, log=lambda m: None)
     assert r.exit_code == 1 and r.summary["failures"][0].startswith(VICTIM_NAME)
-    assert trained[1:] == [{VICTIM: [2, 3]}] and r.summary["rerun_trials"] == 2
-    assert r.summary["family"]["look"] == 2
+    # look 2 rejects it; before the last look that is confirmed with two more seeds (look 3)
+    assert trained[1:] == [{VICTIM: [2, 3]}, {VICTIM: [4, 5]}] and r.summary["rerun_trials"] == 4
+    assert r.summary["family"]["look"] == 3
+    assert r.summary["confirmations"] == {"confirmed": [f"cell {VICTIM_NAME}"], "cleared": []}
     trained.clear()
     r = regress(plan, baseline, store=str(work / "c.sqlite"), train=train, log=lambda m: None,
                 options=GateOptions(budget=0))
@@ -332,6 +340,31 @@ def test_rerun_band_gets_more_seeds_then_decides(work, capsys):
 
 
 # ---- the determinism tier ----------------------------------------------------------------
+def test_a_rejection_before_the_last_look_is_confirmed_or_cleared():
+    """Tonight's two seeds of one cell are 1.6 points low (two bad seeds): look 1 rejects the
+    cell and its model, and the night does not fail yet (``confirm``). The seeds the rerun
+    brings are normal: the rejections clear and the night passes. Were they as low, the
+    night would fail (test_rerun_band_gets_more_seeds_then_decides)."""
+    base = _baseline(_cells(_means(), 3))
+    victim = ("+ mixup", "ResNet-50-D")
+    now = _cells(_means({victim: 1.6}), 2)
+    looks = Looks(2, 2, 6, 3)
+    first = evaluate(base, now, THRESHOLDS["local"], looks=looks)
+    assert {(c.kind, c.name) for c in first.checks if c.outcome == "confirm"} == {
+        ("cell", "+ mixup / ResNet-50-D"), ("model", "ResNet-50-D")}
+    assert not first.failing and first.rerun_cells()[0] == victim
+    normal = _cells(_means(), 4)
+
+    def more(cells, left):
+        got = {k: now[k] + ([dict(t, seed=t["seed"] + 10) for t in normal[k][:2]] if k in cells else [])
+               for k in now}
+        return got, 2 * len(cells)
+    ev, _, extra = run_night(base, now, THRESHOLDS["local"], looks=looks, more=more, budget=20)
+    assert not ev.failing and extra > 0
+    assert ev.confirmations() == {"confirmed": [], "cleared": ["cell + mixup / ResNet-50-D",
+                                                              "model ResNet-50-D"]}
+
+
 def test_determinism_same_and_computation_changed(work, capsys):
     """Same machine class, precision and torch, same seeds: identical top-1 is 'same'; one
     seed 0.01 points off is 'computation changed', a note (exit 0), or a failure naming the

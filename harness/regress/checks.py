@@ -36,9 +36,12 @@ shared :mod:`harness.statistics` module:
 One night is one *family*: Holm's step-down over the p-values of every gating check
 (:func:`family_wise`), so the chance that a night with nothing changed fails is at most
 ``alpha`` whatever the number of checks. A check is a ``regression`` when Holm rejects it
-AND its drop reaches the floor; ``pass`` when its raw p is at least ``band`` or its
-one-sided upper bound is below the floor; otherwise ``rerun``: its cells get more seeds and
-the night looks again. Looks ``k = 1..K`` (``n0, n0 + step, ...`` seeds a cell) each use the
+AND its drop reaches the floor, at the last look or at a look after one where it was
+already rejected: before the last look a first rejection is ``confirm``, and its cells get
+more seeds first (a night whose two seeds include an occasional bad one clears; a real drop
+is rejected again, with more seeds). Asking for two rejections can only lower the chance of
+a false alarm. ``pass`` when its raw p is at least ``band`` or its one-sided upper bound is
+below the floor; otherwise ``rerun``: its cells get more seeds and the night looks again. Looks ``k = 1..K`` (``n0, n0 + step, ...`` seeds a cell) each use the
 nominal level of a Lan-DeMets Pocock-type alpha-spending rule (:func:`spending_bounds`), so
 looking again does not spend more than ``alpha`` in all.
 """
@@ -83,7 +86,7 @@ class Check:
     now: float | None = None
     drop: Drop | None = None
     gating: bool = True
-    outcome: str = "pass"  # pass | improved | regression | rerun | undecided | n/a
+    outcome: str = "pass"  # pass | improved | regression | confirm | rerun | undecided | n/a
     note: str = ""
     look: int = 1
     n_base: int = 0
@@ -336,10 +339,13 @@ def speed_check(row: str, column: str, base: Sequence[float], now: Sequence[floa
 
 # ---- one look's decisions ---------------------------------------------------------------
 def decide(checks: list[Check], alpha: float, band: float, last_look: bool,
-           fixed: Mapping[tuple[str, str, str], str] | None = None) -> None:
+           fixed: Mapping[tuple[str, str, str], str] | None = None,
+           flagged: frozenset[tuple[str, str, str]] = frozenset()) -> None:
     """Set every check's ``outcome`` at a look of level ``alpha`` (see the module docstring);
-    ``last_look``: no more seeds can come, so what would be rerun is ``undecided``;
-    ``fixed``: outcomes of earlier looks, kept (their p-values stay in Holm's family)."""
+    ``last_look``: no more seeds can come, so what would be rerun is ``undecided`` and a
+    regression is not confirmed first; ``fixed``: outcomes of earlier looks, kept (their
+    p-values stay in Holm's family); ``flagged``: checks that were a regression at an
+    earlier look (``confirm``): a regression now is confirmed."""
     pending = [c for c in checks if c.outcome not in ("n/a",) and c.drop is not None]
     tested = [c for c in pending if c.gating and math.isfinite(c.drop.p)]
     rejected = dict(zip(map(id, tested), family_wise([c.drop.p for c in tested], alpha,
@@ -353,7 +359,7 @@ def decide(checks: list[Check], alpha: float, band: float, last_look: bool,
         elif not math.isfinite(d.p):  # floor only
             c.outcome = "regression" if d.drop >= d.floor else "pass"
         elif rejected[id(c)] and d.drop >= d.floor:
-            c.outcome = "regression"
+            c.outcome = "regression" if last_look or c.key in flagged else "confirm"
         elif d.p >= band or (math.isfinite(d.upper) and d.upper < d.floor) or d.drop < _band_floor(c):
             c.outcome = "improved" if -d.drop >= d.floor and 1 - d.p < alpha else "pass"
         else:

@@ -164,6 +164,16 @@ class Evaluation:
     checks: list[Check]
     look: int = 1
     alpha: float = 0.0  # this look's nominal level
+    flagged: frozenset = frozenset()  # check keys rejected at a look before the last (run_night)
+
+    def confirmations(self) -> dict[str, list[str]]:
+        """Checks rejected at an earlier look, by what the later seeds made of them:
+        ``confirmed`` (a regression again) or ``cleared``."""
+        out: dict[str, list[str]] = {"confirmed": [], "cleared": []}
+        for c in self.checks:
+            if c.key in self.flagged:
+                out["confirmed" if c.failed else "cleared"].append(f"{c.kind} {c.name}")
+        return out
 
     @property
     def failing(self) -> bool:
@@ -171,9 +181,11 @@ class Evaluation:
         return any(v.failed for v in self.cells) or any(c.failed for c in self.checks)
 
     def rerun_cells(self) -> list[Key]:
-        """Cells that a check in the rerun band wants more seeds for (most suspicious first)."""
+        """Cells that a check to confirm or in the rerun band wants more seeds for (those to
+        confirm first, then the most suspicious)."""
         out: dict[Key, None] = {}
-        for c in sorted((c for c in self.checks if c.outcome == "rerun"), key=lambda c: c.p):
+        want = (c for c in self.checks if c.outcome in ("confirm", "rerun"))
+        for c in sorted(want, key=lambda c: (c.outcome != "confirm", c.p)):
             for key in c.cells:
                 out.setdefault(key)
         return list(out)
@@ -316,7 +328,8 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
              speed: bool = True, last_look: bool | None = None,
              fixed: dict[tuple[str, str, str], str] | None = None,
              models: dict[Key, str] | None = None,
-             tricks: list[Trick] | None = None) -> Evaluation:
+             tricks: list[Trick] | None = None,
+             flagged: frozenset[tuple[str, str, str]] = frozenset()) -> Evaluation:
     """Every cell's verdict and every check of one look.
 
     ``baseline``: a baseline entry (``cells``, optional ``provenance``); ``now`` maps (row,
@@ -325,7 +338,8 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     its columns); ``tricks``: more tricks as pairs of cells (Table 3's columns vs its
     reference column); neither: no per-trick checks; ``looks``/``look``: where the night is in its looks (default: one look
     only, so the rerun band is reported as ``undecided``); ``fixed``: outcomes decided at
-    earlier looks (check key -> outcome), kept as they were; ``speed=False``: no speed
+    earlier looks (check key -> outcome), kept as they were; ``flagged``: checks rejected at
+    an earlier look, whose rejection now is confirmed (:func:`decide`); ``speed=False``: no speed
     check at all (``regress --no-speed``: a shared runner whose load is not the baseline's);
     ``models``: the model each cell trains (a label; default its column), the group its seed
     noise is pooled in and its model check pools over (Tables 2, 3, 5 have the models in
@@ -373,7 +387,7 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     checks += _speed_checks([c for c in cells if c.speed], th, alpha, model)
     for chk in checks:
         chk.look = look
-    decide(checks, alpha, th.band, last, fixed)
+    decide(checks, alpha, th.band, last, fixed, flagged)
     _fill_cells(cells, checks)
     return Evaluation([c.verdict for c in cells], checks, look, alpha)
 
@@ -475,14 +489,18 @@ def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
               speed: bool = True, models: dict[Key, str] | None = None,
               tricks: list[Trick] | None = None
               ) -> tuple[Evaluation, dict[Key, list[dict[str, Any]]], int]:
-    """One night as the gate decides it: look 1, then while checks are in the rerun band,
-    the night has not failed, looks remain and ``more`` brings seeds within ``budget``
-    trials, look again (outcomes decided earlier are kept). What is still in the band at
-    the end is ``undecided``. Returns (last evaluation, today's cells, trials added)."""
+    """One night as the gate decides it: look 1, then while checks are to confirm or in the
+    rerun band, the night has not failed, looks remain and ``more`` brings seeds within
+    ``budget`` trials, look again (outcomes decided earlier are kept; a check rejected
+    before is a regression if rejected again). At the end, what is still in the band is
+    ``undecided`` and what is still to confirm is a ``regression``. Returns (last
+    evaluation, today's cells, trials added)."""
     kw: dict[str, Any] = {"parents": parents, "looks": looks, "strict_determinism": strict_determinism,
                           "speed": speed, "models": models, "tricks": tricks}
     ev = evaluate(baseline, now, thresholds, look=1, **kw)
-    fixed = {c.key: c.outcome for c in ev.checks if c.outcome != "rerun"}
+    open_ = ("rerun", "confirm")
+    fixed = {c.key: c.outcome for c in ev.checks if c.outcome not in open_}
+    flagged = frozenset(c.key for c in ev.checks if c.outcome == "confirm")
     look, extra = 1, 0
     while more is not None and look < looks.count and ev.rerun_cells() and not ev.failing:
         got = more(ev.rerun_cells(), budget - extra)
@@ -491,8 +509,11 @@ def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
         now, n = got
         extra += n
         look += 1
-        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, **kw)
-        fixed.update({c.key: c.outcome for c in ev.checks if c.outcome != "rerun"})
-    if any(c.outcome == "rerun" for c in ev.checks):  # budget or seeds ran out
-        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, last_look=True, **kw)
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, flagged=flagged, **kw)
+        fixed.update({c.key: c.outcome for c in ev.checks if c.outcome not in open_})
+        flagged |= {c.key for c in ev.checks if c.outcome == "confirm"}
+    if any(c.outcome in open_ for c in ev.checks):  # budget or seeds ran out
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, flagged=flagged,
+                      last_look=True, **kw)
+    ev.flagged = flagged
     return ev, now, extra

@@ -257,7 +257,7 @@ def _summary(plan: Plan, entry: dict[str, Any], ev: Evaluation, th: Thresholds, 
                    "looks": looks.seeds, "look": ev.look, "look_alpha": ev.alpha,
                    "checks": sum(1 for c in ev.checks if c.gating and c.outcome != "n/a"  # Holm's family:
                                  and c.drop is not None and math.isfinite(c.drop.p))},  # tested ones
-        "rerun_trials": extra, "options": asdict(opts),
+        "rerun_trials": extra, "options": asdict(opts), "confirmations": ev.confirmations(),
         "checks_run": [f"{c.kind} {c.name}" for c in ev.checks],
         "counts": {verdict: sum(1 for v in ev.cells if v.verdict == verdict)
                    for verdict in sorted({v.verdict for v in ev.cells})},

@@ -98,7 +98,8 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
         f"model mean / trick delta {th.pooled_floor:g} points, a trick's mechanism half its "
         f"baseline delta, speed {th.speed_frac * 100:g}%)"
         + (" (accuracy never gates at this scale)" if th.floor >= 100 else "")
-        + f"; rerun: raw p < {th.band:g} and the upper bound of the drop not below the floor",
+        + f"; rerun: raw p < {th.band:g} and the upper bound of the drop not below the floor"
+        + "; a regression before the last look is confirmed with more seeds first",
         "- speed: only within one hardware class and precision; accuracy: only at one effective precision",
     ]
     if summary.get("kept_store"):
@@ -109,6 +110,11 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
         why = ("in the rerun band when the night failed: reruns stop there" if summary["failures"]
                else "in the rerun band when the seeds or the budget ran out; the gate passes")
         lines += ["", f"**Undecided** ({why}):", ""] + [f"- {u}" for u in summary["undecided"]]
+    conf = summary.get("confirmations") or {}
+    for what, text in (("confirmed", "rejected again with more seeds"),
+                       ("cleared", "rejected at an earlier look, not with more seeds")):
+        if conf.get(what):
+            lines += ["", f"**{what.capitalize()}** ({text}):", ""] + [f"- {c}" for c in conf[what]]
     metric = verdicts[0].metric if verdicts else "top1"
     lines += ["", f"## {METRIC_NAMES.get(metric, metric)}", "", _table(_acc_rows(verdicts)), ""]
     pooled = _pooled_rows(ev)
