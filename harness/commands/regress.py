@@ -54,7 +54,8 @@ def gate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decisions")
     g.add_argument("--rerun-undecided", action=argparse.BooleanOptionalAction, default=True,
                    help="give checks between a clear pass and a clear regression more seeds and "
-                   "look again (default on; never with --no-train)")
+                   "look again, and confirm a statistical regression with more seeds before "
+                   "failing (default on; never with --no-train)")
     g.add_argument("--budget", type=integer(0), default=None, metavar="N",
                    help="at most N extra trials for those reruns (default: the plan's cell trials)")
     g.add_argument("--max-seeds", type=integer(1), default=None, metavar="N",
