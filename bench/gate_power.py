@@ -37,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +48,7 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import provenance  # noqa: E402
 from harness.experiments import load_experiment, make_plan  # noqa: E402
 from harness.regress import (THRESHOLDS, Looks, column_tricks, load_baseline,  # noqa: E402
                              parents_of, run_night, select_entry)
@@ -106,6 +108,17 @@ class Bank:
         def draw(key: Key, seed: int) -> dict[str, Any] | None:
             return _shifted(pools[key].pop(), shift.get(key, 0.0)) if pools[key] else None
         return base, now, draw
+
+
+def bank_summary(bank: Bank) -> str:
+    """Seeds a cell, trials and the machine classes the bank's trials ran on."""
+    n = [len(ts) for ts in bank.cells.values()]
+    devices: dict[str, int] = {}
+    for ts in bank.cells.values():
+        for t in ts:
+            devices[str(t.get("device"))] = devices.get(str(t.get("device")), 0) + 1
+    where = "; ".join(f"{d} ({k} trials)" for d, k in sorted(devices.items(), key=lambda x: -x[1]))
+    return f"{min(n)}-{max(n)} seeds a cell, {sum(n)} trials, run on: {where}"
 
 
 def _shifted(t: dict[str, Any], shift: float) -> dict[str, Any]:
@@ -567,6 +580,9 @@ def main() -> None:
              "share of nights on which each check kind failed"
              + ("; speed not gated (--no-speed: the bank's trials ran under other loads than each "
                 "other on a shared 2-core machine)" if a.no_speed else "")]
+    if not a.synthetic:
+        notes.append(f"- {bank_summary(make_source(a, 0))}; gate code at commit "
+                     f"{provenance.git_commit() or 'unknown'}, {time.strftime('%Y-%m-%d')}")
     if a.write_results:
         src = "synthetic" if a.synthetic else "bank"
         title = (f"Regression gate power ({src}{'' if a.table == 'paper_table6' else ', ' + a.table}): "
