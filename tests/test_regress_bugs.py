@@ -3,7 +3,7 @@ a clean night, then each bug patched into the training stack in its own subproce
 and gated. Smoke accuracy never gates, so what is checked is that the procedure runs, the
 clean night is bit-identical (the determinism tier says 'same') and passes, every bug is
 really applied (it changes the computation of at least one cell it touches) and the gate's
-invariant checks (what ran: harness/tasks/applied.py) fail each bug's night."""
+invariant checks (what ran: harness/applied.py) fail each bug's night."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""What a trial applied (harness.tasks.applied) and the gate's invariant checks
+"""What a trial applied (harness.applied) and the gate's invariant checks
 (harness.regress.invariants): a trick that breaks without a measurable top-1 change (weight
 decay on every parameter, unnormalised inputs) fails the night. References: torchvision's
 own ``zero_init_residual`` flag, parameter counts by name, the cosine formula summed with
@@ -20,7 +20,7 @@ from harness.regress import THRESHOLDS, evaluate
 from harness.regress.invariants import invariant_check
 from harness.scales import get_scale
 from harness.spec import TrialSpec
-from harness.tasks.applied import input_facts, optimizer_facts, schedule_facts, zero_gamma_facts
+from harness.applied import input_facts, optimizer_facts, schedule_facts, zero_gamma_facts
 from harness.trainer import TrainOptions, run_trial
 from test_regress import DEVICE, TORCH
 from tricks.lr_schedule import LRSchedule
@@ -146,7 +146,7 @@ def test_target_tally_matches_the_smoothing_formula_and_mixups_blend():
     lambda x that plus (1 - lambda) x the floor where the labels differ; the tally is the
     mean over steps, and a checkpoint's state carries it over."""
     from tricks.label_smoothing import smooth_targets
-    from harness.tasks.applied import TargetTally
+    from harness.applied import TargetTally
 
     y = torch.tensor([0, 3, 3, 7])
     t = smooth_targets(y, 10, 0.1)

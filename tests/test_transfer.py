@@ -205,14 +205,42 @@ def test_run_transfer_smoke(task, keys, smoke_backbone, tmp_path):
     opts = TrainOptions(backbone_ckpt=ckpt, checkpoint_dir=str(tmp_path), log=lambda m: None)
     res = run_trial(spec, opts)
     assert res.status == "done", res.error
-    assert set(res.metrics) == keys and all(0.0 <= v <= 100.0 for v in res.metrics.values())
+    assert set(res.metrics) == keys | {"applied"}
+    assert all(0.0 <= res.metrics[k] <= 100.0 for k in keys)
     assert res.top1 is None and res.precision == "fp32" and res.epochs == 1
     assert [set(h) for h in res.history] == [set(EPOCH_KEYS)]
     main = "map" if task == "detection" else "miou"
     assert res.history[-1]["top1"] == res.metrics[main]
     assert res.dataset_fingerprint and Path(res.checkpoint).is_file()
     again = run_trial(spec, opts)
-    assert again.metrics == pytest.approx(res.metrics) and again.history == res.history
+    assert {k: again.metrics[k] for k in keys} == pytest.approx({k: res.metrics[k] for k in keys})
+    assert again.history == res.history and again.metrics["applied"] == res.metrics["applied"]
+
+
+def test_a_fine_tune_stores_what_it_applied(smoke_backbone, tmp_path):
+    """A fine-tuning trial's facts (harness.applied): backbone_rms is the root mean square of
+    the checkpoint's parameter values (numpy over the file's tensors), decayed_1d counts
+    every 1-D value of the trainable model (its SGD decays all of them), lr_mean is the
+    cosine schedule's mean; a random-init backbone gives another backbone_rms."""
+    from harness.trainer import TrainOptions, run_trial
+    from harness.transfer import load_backbone, resolve_settings
+
+    bspec, ckpt = smoke_backbone
+    spec = replace(bspec, task="segmentation", backbone=bspec,
+                   task_args=json.dumps({"smoke": {"train": 32, "test": 16, "canvas": 40}}))
+    opts = TrainOptions(backbone_ckpt=ckpt, checkpoint_dir=str(tmp_path), log=lambda m: None)
+    res = run_trial(spec, opts)
+    facts = res.metrics["applied"]
+    names = [n for n, _ in load_backbone(spec, opts, resolve_settings(spec),
+                                         torch.device("cpu")).named_parameters()]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["model"]
+    values = np.concatenate([state[n].double().numpy().ravel() for n in names])
+    assert facts["backbone_rms"] == pytest.approx(float(np.sqrt(np.mean(values ** 2))), rel=1e-9)
+    assert facts["decayed_1d"] > 0 and facts["undecayed_nd"] == 0 and 0 < facts["lr_mean"] < 0.1
+    rnd = replace(spec, task_args=json.dumps({"random_init": True, "smoke": {"train": 32, "test": 16,
+                                                                             "canvas": 40}}))
+    other = run_trial(rnd, TrainOptions(checkpoint_dir=str(tmp_path / "rnd"), log=lambda m: None))
+    assert abs(other.metrics["applied"]["backbone_rms"] - facts["backbone_rms"]) > 1e-3
 
 
 def test_random_init_needs_no_checkpoint_and_pretrained_does():

@@ -108,7 +108,7 @@ def seed_entry(spec: TrialSpec, rec: TrialRecord | None, metric: str = "top1",
 
 def record_facts(rec: TrialRecord) -> dict[str, Any]:
     """What a stored trial says it ran: the trainer's measured facts (``metrics.applied``,
-    harness.tasks.applied) and, for every trial, the global batch, base learning rate,
+    harness.applied) and, for every trial, the global batch, base learning rate,
     epochs run and parameter count the trainer recorded."""
     facts = dict((rec.metrics or {}).get("applied") or {})
     extra = rec.extra or {}

@@ -129,7 +129,7 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
                   for c in ev.checks if c.kind == "invariant"]
     if invariants:
         lines += ["## What ran (invariant checks: facts measured on the objects that trained, "
-                  "harness/tasks/applied.py; any change fails)", "",
+                  "harness/applied.py; any change fails)", "",
                   _table(invariants, ["cell", "facts compared", "outcome", "note"]), ""]
     else:
         lines += ["## What ran (invariant checks): not compared", "",

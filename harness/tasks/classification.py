@@ -26,7 +26,7 @@ from harness.models.small_maps import use_small_map_convs
 from harness.recipe import Recipe
 from harness.scales import Scale
 from harness.spec import TrialSpec
-from harness.tasks.applied import (TargetTally, input_facts, optimizer_facts, schedule_facts,
+from harness.applied import (TargetTally, input_facts, optimizer_facts, schedule_facts,
                                    zero_gamma_facts)
 from harness.tasks.model_tricks import apply_model_tricks
 from harness.trial import TrainOptions, TrialResult, load_classifier, pick_device, seed_everything, set_threads
@@ -117,7 +117,7 @@ class StepContext:
 def compute_loss(ctx: StepContext, x: torch.Tensor, y: torch.Tensor,
                  tally: TargetTally | None = None) -> torch.Tensor:
     """Targets (label smoothing Sec 5.2, mixup Sec 5.4) and loss (distillation Sec 5.3);
-    ``tally``, when given, counts the targets the loss gets (harness.tasks.applied)."""
+    ``tally``, when given, counts the targets the loss gets (harness.applied)."""
     r = ctx.recipe
     soft = r.label_smoothing > 0 or r.mixup or r.distill
     targets = smooth_targets(y, ctx.num_classes, r.label_smoothing, r.label_smoothing_form) if soft else None

@@ -28,6 +28,7 @@ from harness.errors import HarnessError
 from harness.metrics import MAIN_METRIC
 from harness.models import create_model
 from harness.scales import SCALES
+from harness.applied import backbone_facts, optimizer_facts, schedule_facts
 from harness.transfer.detection import DetectionTask
 from harness.transfer.segmentation import SegmentationTask
 from harness.trial import (TrainOptions, TrialResult, load_classifier, pick_device, seed_everything,
@@ -197,6 +198,7 @@ class FineTune:
             set_tf32(opts.tf32)
         seed_everything(spec.seed)
         backbone = load_backbone(spec, opts, settings, device)
+        facts = backbone_facts(backbone)  # what ran: the checkpoint it starts from
         self.task = task = build_task(spec, backbone, settings, opts, device)
         task.model.to(device)
         params = [p for p in task.model.parameters() if p.requires_grad]
@@ -208,6 +210,7 @@ class FineTune:
         self.schedule = LRSchedule(base_lr=float(settings["lr"]), total_iters=total,
                                    warmup_iters=min(int(settings["warmup_iters"]), total // 2),
                                    kind="cosine")
+        self.applied = {**facts, **optimizer_facts(self.optimizer), **schedule_facts(self.schedule)}
         self.metrics: dict[str, float] = {}
 
     def result(self) -> "TrialResult":
@@ -246,7 +249,7 @@ class FineTune:
         if result.status in ("done", "failed") and not self.metrics and result.history:
             self.metrics = self.task.evaluate()  # resumed after the last epoch: the saved model
         result.top1 = result.top5 = None  # transfer metrics live in result.metrics
-        result.metrics = dict(self.metrics)
+        result.metrics = {**self.metrics, "applied": dict(self.applied)}  # applied: harness.applied
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.task.model.state_dict(), "optimizer": self.optimizer.state_dict(),

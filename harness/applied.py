@@ -1,4 +1,4 @@
-"""What a classification trial applied, measured on the objects that trained it.
+"""What a trial applied, measured on the objects that trained it.
 
 A trick can break without moving a proxy's accuracy beyond its seed noise (at ``local``,
 weight decay on BN gammas or inputs left on the 0-255 scale cost nothing a few seeds can
@@ -22,6 +22,13 @@ from the recipe, so a silently dropped trick shows up in them; the trial stores 
   probability as the loss receives it (:class:`TargetTally`): 1 for one-hot labels,
   ``1 - eps`` with Sec 5.2's label smoothing, lower again with mixup's blend (Sec 5.4; one
   batch would not do: Beta(0.2, 0.2) draws most lambdas near 0 or 1).
+
+A detection or segmentation fine-tuning trial (Sec 6) stores ``decayed_1d``,
+``undecayed_nd`` and ``lr_mean`` of its own optimizer and schedule, and:
+
+* ``backbone_rms``: the root mean square of the backbone's parameter values when fine-tuning
+  starts (:func:`backbone_facts`): the pre-trained checkpoint of that seed, so a backbone
+  silently left at its random init, or loaded from another row's trial, changes it.
 """
 from __future__ import annotations
 
@@ -32,7 +39,8 @@ from torch import nn
 
 from tricks.lr_schedule import LRSchedule
 
-__all__ = ["optimizer_facts", "zero_gamma_facts", "schedule_facts", "input_facts", "TargetTally"]
+__all__ = ["optimizer_facts", "zero_gamma_facts", "schedule_facts", "input_facts", "backbone_facts",
+           "TargetTally"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -68,6 +76,16 @@ def input_facts(x: torch.Tensor) -> dict[str, float]:
     """Mean and standard deviation over every value of one input batch."""
     v = x.detach().float()
     return {"input_mean": float(v.mean()), "input_std": float(v.std())}
+
+
+@torch.no_grad()
+def backbone_facts(backbone: nn.Module) -> dict[str, float]:
+    """Root mean square over every parameter value of ``backbone`` (summed in float64)."""
+    total, n = 0.0, 0
+    for p in backbone.parameters():
+        total += float(p.detach().double().pow(2).sum())
+        n += p.numel()
+    return {"backbone_rms": (total / n) ** 0.5} if n else {}
 
 
 class TargetTally:
