@@ -237,3 +237,20 @@ def test_models_in_rows_pool_their_noise_per_row():
     pooled = math.sqrt(ss / (12 - 4))
     assert cell.drop.se == pytest.approx(pooled * math.sqrt(1 / 3 + 1 / 3), rel=1e-9)
     assert {c.name for c in ev.checks if c.kind == "model"} == {"ResNet-50", "Inception-V3", "MobileNet"}
+
+
+def test_a_fine_tunes_backbone_is_compared_seed_by_seed_on_one_class():
+    """backbone_rms (harness.applied.backbone_facts): a backbone left at random init (rms
+    0.05 instead of 0.08) fails; the same checkpoint read on another run (1e-7 apart) passes;
+    another seed's backbone, or another hardware class, is not compared."""
+    base = [dict(t, applied={**t["applied"], "backbone_rms": 0.08 + 0.001 * t["seed"]})
+            for t in _trials([0, 1])]
+
+    def now(rms, seeds=(0, 1)):
+        return [dict(t, applied={**t["applied"], "backbone_rms": rms + 0.001 * t["seed"]})
+                for t in _trials(list(seeds))]
+    chk = invariant_check("E", "R", base, now(0.05))
+    assert chk.drop.drop == 1 and "backbone_rms changed" in chk.note
+    assert invariant_check("E", "R", base, now(0.08 + 1e-7)).drop.drop == 0
+    assert invariant_check("E", "R", base, now(0.05, seeds=(5,))).drop.drop == 0
+    assert invariant_check("E", "R", base, now(0.05), same_class=False).drop.drop == 0
