@@ -17,6 +17,8 @@ looks and budget), so the figures are the gate's, not a model of it.
   # subprocess and gated against a clean baseline of the same seeds
   python bench/gate_power.py --bugs --scale local [--bug NAME ...] [--work DIR]
   python bench/gate_power.py --bugs --scale smoke --table bench/gate_bugs.yaml --seeds 1
+  python bench/gate_power.py --bugs --scale local --table bench/gate_bugs_transfer.yaml \
+      --bug backbone_not_loaded --no-speed   # a fine-tune from a random backbone
 
 A night: the baseline side has ``--base-seeds`` seeds a cell, today ``--now-seeds`` (two
 disjoint seed sets of the same cells: a null night); a rerun adds seeds to the cells the
@@ -361,6 +363,16 @@ def _bug_zero_gamma_off(undo: list) -> None:
     _patch(model_tricks, "apply_zero_gamma", lambda model: 0, undo)
 
 
+def _bug_backbone_not_loaded(undo: list) -> None:
+    """A fine-tune (Tables 8, 9) starts from a randomly initialised backbone instead of its
+    classification trial's checkpoint (run it on bench/gate_bugs_transfer.yaml)."""
+    import harness.transfer as tr
+    orig = tr.load_backbone
+    _patch(tr, "load_backbone",
+           lambda spec, opts, settings, device: orig(spec, opts, {**settings, "random_init": True}, device),
+           undo)
+
+
 BUGS: dict[str, Callable[[list], None]] = {
     "label_smoothing_off": _bug_label_smoothing_off,
     "weight_decay_on_all": _bug_weight_decay_on_all,
@@ -368,7 +380,9 @@ BUGS: dict[str, Callable[[list], None]] = {
     "cosine_as_step": _bug_cosine_as_step,
     "mixup_off": _bug_mixup_off,
     "zero_gamma_off": _bug_zero_gamma_off,
+    "backbone_not_loaded": _bug_backbone_not_loaded,  # a transfer table's bug only
 }
+TRANSFER_BUGS = ("backbone_not_loaded",)  # not in a classification table's default list
 
 
 def train_in_process(plan, store: str, run_options=None) -> None:
@@ -466,7 +480,7 @@ def run_bugs(args) -> list[dict[str, Any]]:
 
     baseline = work / "baseline.json"
     sub("clean", "--freeze", str(baseline))
-    bugs = ["none"] + (args.bug or list(BUGS))
+    bugs = ["none"] + (args.bug or [b for b in BUGS if b not in TRANSFER_BUGS])
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # one subprocess a bug
         results = pool.map(lambda b: sub(b, "--baseline", str(baseline)), bugs)
         rows = []
@@ -554,8 +568,10 @@ def main() -> None:
                          "--no-speed (their own section)")
         if a.write_results:
             table = [{k: v for k, v in r.items() if k != "report"} for r in rows]
-            write_results(Path(a.write_results), f"bugs {a.scale}",
-                          f"Regression gate: real bugs, end to end ({a.scale})", notes, table)
+            stem = Path(a.table).stem if a.table.endswith((".yaml", ".toml")) else a.table
+            own = "" if stem == "gate_bugs" else f" {stem}"  # gate_bugs.yaml keeps its marks
+            write_results(Path(a.write_results), f"bugs {a.scale}{own}",
+                          f"Regression gate: real bugs, end to end ({a.scale}{own})", notes, table)
         return
     plan = make_plan(load_experiment(a.table), get_scale(a.scale), seeds=1)
     lay = layout_of(plan)

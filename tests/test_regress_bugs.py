@@ -34,3 +34,24 @@ def test_real_bugs_procedure_at_smoke(tmp_path):
         if bug != "none":
             assert r["changed_cells"] >= 1, bug
             assert r["caught"] and "invariant" in r["caught_by"], (bug, r)
+
+
+@pytest.mark.slow
+def test_a_fine_tune_from_a_random_backbone_is_caught_at_smoke(tmp_path):
+    """bench/gate_bugs_transfer.yaml (Table 9's FCN on two backbones): a fine-tune that
+    silently starts from a random backbone changes its cells and fails the night on the
+    backbone_rms invariant; the clean night passes unchanged."""
+    exp = ROOT / "bench" / "gate_bugs_transfer.yaml"
+    out = subprocess.run([sys.executable, "bench/gate_power.py", "--bugs", "--scale", "smoke",
+                          "--table", str(exp), "--seeds", "1", "--bug", "backbone_not_loaded",
+                          "--work", str(tmp_path / "w")],
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r["bug"]: r for r in (json.loads(x) for x in out.stdout.splitlines() if x.startswith("{"))}
+    assert set(rows) == {"none", "backbone_not_loaded"}
+    assert rows["none"]["exit_code"] == 0 and rows["none"]["changed_cells"] == 0
+    bug = rows["backbone_not_loaded"]
+    assert bug["changed_cells"] == 2 and bug["caught"] and bug["caught_by"] == ["invariant"]
+    report = Path(bug["report"]).read_text()
+    assert "backbone_rms changed" in report
