@@ -452,7 +452,7 @@ def apply_bug(args) -> None:
 def _kind(failure: str) -> str:
     """The check kind a gate failure line names (a cell's line starts with the cell)."""
     word = failure.split(" ", 1)[0]
-    return word if word in ("model", "trick", "mechanism", "invariant", "speed-model") else "cell"
+    return word if word in ("model", "trick", "trick-gone", "mechanism", "invariant", "speed-model") else "cell"
 
 
 def run_bugs(args) -> list[dict[str, Any]]:

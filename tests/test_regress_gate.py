@@ -261,22 +261,30 @@ def test_trick_check_of_a_reference_column_table():
                      "Efficient").outcome == "pass"
 
 
-def test_trick_check_direction_follows_a_clearly_negative_baseline_delta():
+def test_a_clearly_negative_trick_gets_a_trick_gone_check_too():
     """A trick that costs 0.6 points in the baseline (label smoothing at ``local``) and stops
-    working: its row rises to its parent's. Toward 0 is the loss, so the check fails with
-    the drop 0.6; a trick whose cost grows by the same 0.6 is not a lost trick (the row's
-    own cell check is where a drop of the row shows)."""
+    working: its row rises to its parent's. The ``trick-gone`` check (toward 0 is the loss)
+    fails with the drop 0.6 by hand. A trick whose cost grows by 0.6 instead (its row falls
+    under the 1-point cell floor) fails the plain ``trick`` check, as before. A trick with no
+    clear baseline delta gets no trick-gone check."""
     parents = {"+ ls": "base"}
-    means = {(r, c): 80.0 + j - (0.6 if r == "+ ls" else 0.0)
-             for r in ("base", "+ ls") for j, c in enumerate(COLS)}
-    base = _baseline(_cells(means, 4))
-    back = {k: v + (0.6 if k[0] == "+ ls" else 0.0) for k, v in means.items()}
-    trick = _trick_of(evaluate(base, _cells(back, 4), THRESHOLDS["local"], parents=parents), "+ ls")
-    assert trick.outcome == "regression" and math.isclose(trick.drop.drop, 0.6, abs_tol=1e-9)
-    assert "rise toward 0" in trick.note
-    worse = {k: v - (0.6 if k[0] == "+ ls" else 0.0) for k, v in means.items()}
-    trick = _trick_of(evaluate(base, _cells(worse, 4), THRESHOLDS["local"], parents=parents), "+ ls")
-    assert trick.outcome != "regression" and math.isclose(trick.drop.drop, -0.6, abs_tol=1e-9)
+
+    def means(cost):
+        return {(r, c): 80.0 + j - (cost if r == "+ ls" else 0.0)
+                for r in ("base", "+ ls") for j, c in enumerate(COLS)}
+    base = _baseline(_cells(means(0.6), 4))
+    for tonight, failing in ((0.0, "trick-gone"), (1.2, "trick")):
+        ev = evaluate(base, _cells(means(tonight), 4), THRESHOLDS["local"], parents=parents)
+        got = {c.kind: c for c in ev.checks if c.name == "+ ls"}
+        assert set(got) == {"trick", "trick-gone"}
+        assert got[failing].outcome == "regression"
+        assert math.isclose(got[failing].drop.drop, 0.6, abs_tol=1e-9)
+        other = ({"trick", "trick-gone"} - {failing}).pop()
+        assert got[other].outcome != "regression"
+    assert "rise toward 0" in got["trick-gone"].note
+    flat = evaluate(_baseline(_cells(means(0.0), 4)), _cells(means(0.0), 4), THRESHOLDS["local"],
+                    parents=parents)
+    assert not any(c.kind == "trick-gone" for c in flat.checks)
 
 
 def test_column_tricks_of_paper_table3():
@@ -328,7 +336,8 @@ def test_rerun_band_gets_more_seeds_then_decides(work, capsys):
     # look 2 rejects it; before the last look that is confirmed with two more seeds (look 3)
     assert trained[1:] == [{VICTIM: [2, 3]}, {VICTIM: [4, 5]}] and r.summary["rerun_trials"] == 4
     assert r.summary["family"]["look"] == 3
-    assert r.summary["confirmations"] == {"confirmed": [f"cell {VICTIM_NAME}"], "cleared": []}
+    assert r.summary["confirmations"] == {"confirmed": [f"cell {VICTIM_NAME}"], "unconfirmed": [],
+                                          "cleared": []}
     trained.clear()
     r = regress(plan, baseline, store=str(work / "c.sqlite"), train=train, log=lambda m: None,
                 options=GateOptions(budget=0))
@@ -361,8 +370,15 @@ def test_a_rejection_before_the_last_look_is_confirmed_or_cleared():
         return got, 2 * len(cells)
     ev, _, extra = run_night(base, now, THRESHOLDS["local"], looks=looks, more=more, budget=20)
     assert not ev.failing and extra > 0
-    assert ev.confirmations() == {"confirmed": [], "cleared": ["cell + mixup / ResNet-50-D",
-                                                              "model ResNet-50-D"]}
+    assert ev.confirmations() == {"confirmed": [], "unconfirmed": [],
+                                  "cleared": ["cell + mixup / ResNet-50-D", "model ResNet-50-D"]}
+    # no seeds can come (no reruns, or the budget or the seeds ran out): the rejection stands,
+    # listed as unconfirmed
+    for give in (None, lambda cells, left: None):
+        ev, _, extra = run_night(base, now, THRESHOLDS["local"], looks=looks, more=give, budget=20)
+        assert ev.failing and extra == 0
+        assert ev.confirmations() == {"confirmed": [], "cleared": [], "unconfirmed": [
+            "cell + mixup / ResNet-50-D", "model ResNet-50-D"]}
 
 
 def test_determinism_same_and_computation_changed(work, capsys):

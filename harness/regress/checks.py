@@ -12,9 +12,13 @@ shared :mod:`harness.statistics` module:
 * ``trick``: how much of a trick's delta (its row minus its parent row; in a table with a
   ``reference_column``, Table 3, its column minus that column) was lost, per model
   ``(row - parent)_base - (row - parent)_now``, pooled over the models the same way: a trick
-  that silently stops working leaves its cells equal to its parent's. The direction of
-  "lost" is toward 0 from the baseline's delta: reversed where the baseline's pooled delta is
-  clearly negative (at ``local`` some regularisers cost top-1), fixed by the baseline alone;
+  that silently stops working leaves its cells equal to its parent's;
+* ``trick-gone``: for a trick whose baseline delta is clearly negative (``t <=
+  -DIRECTION_MIN_T`` with the baseline's own seed noise; at ``local`` some regularisers cost
+  top-1), the same with the sign reversed: its delta rose toward 0, the trick stopped acting.
+  Choosing this check from the baseline's delta, which is also in its statistic, makes it
+  somewhat liberal for a trick whose true t is near the threshold (up to about twice its
+  nominal level in a normal model); the bank's null nights measure the whole night's rate;
 * ``mechanism``: how much of a trick's delta on a quantity that shows its *mechanism* was
   lost, ``(row - parent)_base - (row - parent)_now`` as a fraction of the baseline's delta,
   pooled over the models. The quantity is the mean logit gap of Sec 5.2 / Figure 4 (label
@@ -57,7 +61,7 @@ from harness.statistics import (Drop, Interval, Noise, diff_interval, family_wis
                                 nominal_level, one_sided_drop, pooled_effect, pooled_noise,
                                 satterthwaite, speed_change, spending_bounds, within_sd)
 
-__all__ = ["FAMILY_METHOD", "Check", "Looks", "cell_check", "model_check", "trick_check",
+__all__ = ["FAMILY_METHOD", "Check", "Looks", "cell_check", "model_check", "trick_checks",
            "mechanism_check", "speed_check", "decide", "column_noise", "MECHANISM_MIN_T",
            "MECHANISM_FLOOR"]
 
@@ -66,6 +70,7 @@ SPENDING = "pocock"  # Lan-DeMets Pocock-type: most of alpha stays with the firs
 MIN_SPEED_RUNS = 3  # repeats a side before speed is tested at all
 MECHANISM_MIN_T = 5.0  # a trick's baseline delta on its mechanism metric must be this clear
 MECHANISM_FLOOR = 0.5  # ... and at least this fraction of it lost to fail
+DIRECTION_MIN_T = 3.0  # a trick's baseline delta this clearly negative also gets a trick-gone check
 NEVER = 100.0  # a floor of 100 points cannot be crossed: the check does not gate (smoke)
 
 Values = Mapping[int, float]  # seed -> value
@@ -78,7 +83,7 @@ class Check:
     report shows (means; the pooled delta for a trick; medians for speed); ``cells``: the
     cells a rerun adds seeds to."""
 
-    kind: str  # cell | model | trick | speed
+    kind: str  # cell | model | trick | trick-gone | mechanism | speed | speed-model | invariant
     name: str
     metric: str
     cells: tuple[tuple[str, str], ...]
@@ -226,52 +231,75 @@ def _pair_cells(name: str, parent: str, keys: Sequence[Any],
     return tuple(c for k in keys for c in ((name, k), (parent, k)))
 
 
-def _direction(base_deltas: list[Interval], df: float) -> float:
-    """+1 when the trick's pooled baseline delta is positive or unclear (a trick helps: it
-    is lost when the delta falls), -1 when its 95% interval lies below 0 (a trick that costs
-    accuracy on this proxy is lost when its delta rises toward 0). From the baseline alone,
-    so the direction is fixed before today's numbers are looked at."""
-    iv = _combined(base_deltas, df)
-    return -1.0 if math.isfinite(iv.hi) and iv.hi < 0 else 1.0
+def _baseline_t(columns: Mapping[Any, tuple[Values, Values, Values, Values]]) -> float:
+    """t of the trick's pooled baseline delta with the seed noise of the baseline's own
+    cells (residual SD over the pairs' trick and parent cells): today's seeds play no part,
+    so the direction it sets is the same at every look of a night."""
+    cells = {(i, side): list(v.values()) for i, sides in enumerate(columns.values())
+             for side, v in (("trick", sides[0]), ("parent", sides[1])) if v}
+    nz = pooled_noise(cells)
+    if not (nz.df > 0 and math.isfinite(nz.sd) and nz.sd > 0):
+        return math.nan
+    ivs = [diff_interval(rb, pb, nz, pair_min_corr=math.inf)
+           for rb, pb, _, _ in columns.values() if rb and pb]
+    iv = _combined(ivs, nz.df) if ivs else None
+    return iv.mean / iv.se if iv is not None and iv.se > 0 else math.nan
 
 
-def trick_check(row: str, parent: str, metric: str,
-                columns: Mapping[Any, tuple[Values, Values, Values, Values]],
-                noise: Mapping[Any, Noise], floor: float, alpha: float,
-                cells: Mapping[Any, tuple[tuple[str, str], tuple[str, str]]] | None = None
-                ) -> Check | None:
-    """How much of a trick's delta (``row`` minus ``parent``) was lost, pooled over the models.
-
-    ``columns``: pair -> (trick base, parent base, trick now, parent now), one pair a model;
-    ``cells``: pair -> (trick cell, parent cell) (default: a stacked table's, the pair being
-    the column). "Lost" points toward 0 from the baseline's delta (:func:`_direction`): a
-    trick that silently stops working leaves its cells equal to its parent's either way."""
-    lost, base_d, now_d, used = [], [], [], []
+def _lost(columns: Mapping[Any, tuple[Values, Values, Values, Values]],
+          noise: Mapping[Any, Noise], sign: float):
+    """(interval of ``sign x (now - base)`` of the delta pooled over the pairs, the baseline's
+    and today's per-pair deltas, the pairs used); None without a complete pair."""
+    kept, base_d, now_d, used = [], [], [], []
     for key, (rb, pb, rn, pn) in columns.items():
         if not (rb and pb and rn and pn):
             continue
         nz = noise[key]
         ib = diff_interval(rb, pb, nz, pair_min_corr=math.inf)
         inow = diff_interval(rn, pn, nz, pair_min_corr=math.inf)
-        lost.append((inow.mean - ib.mean, math.hypot(ib.se, inow.se), nz.df, inow.n_a, ib.n_a))
+        kept.append(Interval(sign * (inow.mean - ib.mean), math.nan, math.nan,
+                             math.hypot(ib.se, inow.se), nz.df, 0.95, inow.n_a, ib.n_a, False, None))
         base_d.append(ib)
         now_d.append(inow)
         used.append(key)
-    if not lost:
+    if not kept:
         return None
-    df = min(noise[k].df for k in columns)
-    sign = _direction(base_d, df)
-    # sign x (now - base) of the delta: the interval of "delta kept", whose negative is "lost"
-    iv = _combined([Interval(sign * m, math.nan, math.nan, se, d, 0.95, na, nb, False, None)
-                    for m, se, d, na, nb in lost], df)
-    chk = Check("trick", row, metric, _pair_cells(row, parent, used, cells), gating=floor < NEVER)
-    chk.drop = _drop_of(iv, floor, alpha)
-    chk.base = pooled_effect(base_d).mean  # the trick's delta in the baseline, pooled
-    chk.now = pooled_effect(now_d).mean
-    chk.note = f"delta over '{parent}', pooled over {len(lost)} model(s)" + (
-        "; the baseline's delta is negative, so a rise toward 0 is the loss" if sign < 0 else "")
-    chk.n_base, chk.n_now = len(lost), len(lost)
-    return chk
+    return _combined(kept, min(noise[k].df for k in columns)), base_d, now_d, used
+
+
+def trick_checks(row: str, parent: str, metric: str,
+                 columns: Mapping[Any, tuple[Values, Values, Values, Values]],
+                 noise: Mapping[Any, Noise], floor: float, alpha: float,
+                 cells: Mapping[Any, tuple[tuple[str, str], tuple[str, str]]] | None = None
+                 ) -> list[Check]:
+    """A trick's delta (``row`` minus ``parent``) against the baseline's, pooled over the
+    models: ``trick``, the delta fell (a trick that helps stopped helping, or its row got
+    worse than its parent); and, for a trick whose baseline delta is clearly negative
+    (``t <= -DIRECTION_MIN_T`` on the baseline's own noise: a regulariser at ``local``),
+    ``trick-gone``, the delta rose toward 0 (the trick stopped acting at all).
+
+    ``columns``: pair -> (trick base, parent base, trick now, parent now), one pair a model;
+    ``cells``: pair -> (trick cell, parent cell) (default: a stacked table's, the pair being
+    the column)."""
+    out = []
+    t_base = _baseline_t(columns)
+    for kind, sign in (("trick", 1.0), ("trick-gone", -1.0)):
+        if kind == "trick-gone" and not t_base <= -DIRECTION_MIN_T:
+            continue
+        got = _lost(columns, noise, sign)
+        if got is None:
+            return []
+        iv, base_d, now_d, used = got
+        chk = Check(kind, row, metric, _pair_cells(row, parent, used, cells), gating=floor < NEVER)
+        chk.drop = _drop_of(iv, floor, alpha)
+        chk.base = pooled_effect(base_d).mean  # the trick's delta in the baseline, pooled
+        chk.now = pooled_effect(now_d).mean
+        chk.note = f"delta over '{parent}', pooled over {len(used)} model(s)" + (
+            f"; the baseline's delta is negative (t {t_base:.1f}): a rise toward 0 is the loss"
+            if sign < 0 else "")
+        chk.n_base = chk.n_now = len(used)
+        out.append(chk)
+    return out
 
 
 def _kept_fraction(rb: Values, pb: Values, rn: Values, pn: Values) -> Interval | None:
@@ -301,7 +329,7 @@ def mechanism_check(row: str, parent: str, metric: str,
     """How much of ``row``'s delta over ``parent`` on a mechanism ``metric`` was lost, as a
     fraction of the baseline's delta, pooled over the models where that delta is clear.
 
-    ``columns`` and ``cells`` as :func:`trick_check`'s."""
+    ``columns`` and ``cells`` as :func:`trick_checks`'."""
     kept = {col: iv for col, sides in columns.items() if all(sides)
             for iv in [_kept_fraction(*sides)] if iv is not None}
     if not kept:

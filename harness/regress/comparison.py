@@ -17,7 +17,7 @@ from typing import Any
 from harness.errors import unknown
 from harness.metrics import number
 from harness.regress.checks import (Check, Looks, NEVER, cell_check, column_noise, decide,
-                                    mechanism_check, model_check, speed_check, trick_check)
+                                    mechanism_check, model_check, speed_check, trick_checks)
 from harness.regress.identity import (Identity, accuracy_comparable, determinism_applies,
                                       identity, speed_comparable)
 from harness.regress.invariants import invariant_check
@@ -164,15 +164,24 @@ class Evaluation:
     checks: list[Check]
     look: int = 1
     alpha: float = 0.0  # this look's nominal level
-    flagged: frozenset = frozenset()  # check keys rejected at a look before the last (run_night)
+    flagged: dict = field(default_factory=dict)  # check key -> the look it was first rejected at
+    seeded: dict = field(default_factory=dict)  # cell -> the last look that brought it seeds
 
     def confirmations(self) -> dict[str, list[str]]:
-        """Checks rejected at an earlier look, by what the later seeds made of them:
-        ``confirmed`` (a regression again) or ``cleared``."""
-        out: dict[str, list[str]] = {"confirmed": [], "cleared": []}
+        """Checks rejected at a look before the last (``run_night``), by what came of them:
+        ``confirmed`` (rejected again after their cells got more seeds), ``unconfirmed``
+        (a regression because no seeds came: budget, seeds or looks ran out, or the night
+        failed first) or ``cleared`` (passed with the seeds that came); one that ended
+        undecided is listed among the undecided."""
+        out: dict[str, list[str]] = {"confirmed": [], "unconfirmed": [], "cleared": []}
         for c in self.checks:
-            if c.key in self.flagged:
-                out["confirmed" if c.failed else "cleared"].append(f"{c.kind} {c.name}")
+            if c.key not in self.flagged:
+                continue
+            more = any(self.seeded.get(cell, 0) > self.flagged[c.key] for cell in c.cells)
+            what = (("confirmed" if more else "unconfirmed") if c.failed
+                    else "cleared" if c.outcome in ("pass", "improved") else None)
+            if what:
+                out[what].append(f"{c.kind} {c.name}")
         return out
 
     @property
@@ -377,13 +386,11 @@ def evaluate(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     tricks = list(tricks or ()) + stacked_tricks(parents or {}, [c.key for c in usable])
     for t in tricks:
         sides = _trick_sides(t, vals)
-        chk = trick_check(t.name, t.parent, metric, sides, {p: noise[model[p[0]]] for p in sides},
-                          th.pooled_floor, alpha, cells={p: p for p in sides})
-        if chk is not None:
-            checks.append(chk)
+        checks += trick_checks(t.name, t.parent, metric, sides, {p: noise[model[p[0]]] for p in sides},
+                               th.pooled_floor, alpha, cells={p: p for p in sides})
     checks += _mechanism_checks(usable, tricks, th, alpha)
     checks += [chk for c in cells for chk in [invariant_check(*c.key, c.base, c.now, _same_class(c),
-                                                              _precisions(c))] if chk]
+                                                              _precisions(c), _deterministic(c))] if chk]
     checks += _speed_checks([c for c in cells if c.speed], th, alpha, model)
     for chk in checks:
         chk.look = look
@@ -396,6 +403,11 @@ def _same_class(c: _Cell) -> bool:
     """Both sides of ``c`` on one hardware class (their first batches are comparable)."""
     return (c.bid is not None and c.nid is not None and c.bid.hardware is not None
             and c.bid.hardware == c.nid.hardware)
+
+
+def _deterministic(c: _Cell) -> bool:
+    """Both sides of ``c`` where the determinism tier applies (same seed, same numbers)."""
+    return c.bid is not None and c.nid is not None and determinism_applies(c.bid, c.nid)[0]
 
 
 def _precisions(c: _Cell) -> tuple[str | None, str | None] | None:
@@ -500,20 +512,23 @@ def run_night(baseline: dict[str, Any], now: dict[Key, list[dict[str, Any]]],
     ev = evaluate(baseline, now, thresholds, look=1, **kw)
     open_ = ("rerun", "confirm")
     fixed = {c.key: c.outcome for c in ev.checks if c.outcome not in open_}
-    flagged = frozenset(c.key for c in ev.checks if c.outcome == "confirm")
+    flagged = {c.key: 1 for c in ev.checks if c.outcome == "confirm"}
+    seeded: dict[Key, int] = {}
     look, extra = 1, 0
     while more is not None and look < looks.count and ev.rerun_cells() and not ev.failing:
         got = more(ev.rerun_cells(), budget - extra)
         if got is None or got[1] == 0:
             break
+        look += 1
+        seeded.update({k: look for k, ts in got[0].items() if len(ts) > len(now.get(k, []))})
         now, n = got
         extra += n
-        look += 1
-        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, flagged=flagged, **kw)
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed,
+                      flagged=frozenset(flagged), **kw)
         fixed.update({c.key: c.outcome for c in ev.checks if c.outcome not in open_})
-        flagged |= {c.key for c in ev.checks if c.outcome == "confirm"}
+        flagged.update({c.key: look for c in ev.checks if c.outcome == "confirm" and c.key not in flagged})
     if any(c.outcome in open_ for c in ev.checks):  # budget or seeds ran out
-        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, flagged=flagged,
+        ev = evaluate(baseline, now, thresholds, look=look, fixed=fixed, flagged=frozenset(flagged),
                       last_look=True, **kw)
-    ev.flagged = flagged
+    ev.flagged, ev.seeded = flagged, seeded
     return ev, now, extra

@@ -36,9 +36,9 @@ def _acc_rows(verdicts: list[CellVerdict]) -> list[list[str]]:
 def _pooled_rows(ev: Evaluation) -> list[list[str]]:
     rows = []
     for c in ev.checks:
-        if c.kind not in ("model", "trick", "mechanism", "speed-model") or c.drop is None:
+        if c.kind not in ("model", "trick", "trick-gone", "mechanism", "speed-model") or c.drop is None:
             continue
-        base = _f(c.base, sign=True) if c.kind in ("trick", "mechanism") else "-"
+        base = _f(c.base, sign=True) if c.kind in ("trick", "trick-gone", "mechanism") else "-"
         rows.append([c.kind, c.name, base, _f(c.now, sign=True), _f(c.drop.drop),
                      f"{c.drop.floor:g}", _p(c.p), c.outcome, c.note])
     return rows
@@ -111,8 +111,10 @@ def render_markdown(summary: dict[str, Any], ev: Evaluation, th: Thresholds) -> 
                else "in the rerun band when the seeds or the budget ran out; the gate passes")
         lines += ["", f"**Undecided** ({why}):", ""] + [f"- {u}" for u in summary["undecided"]]
     conf = summary.get("confirmations") or {}
-    for what, text in (("confirmed", "rejected again with more seeds"),
-                       ("cleared", "rejected at an earlier look, not with more seeds")):
+    for what, text in (("confirmed", "rejected again after their cells got more seeds"),
+                       ("unconfirmed", "regressions with no more seeds to confirm them: the "
+                        "budget, seeds or looks ran out, or the night had failed"),
+                       ("cleared", "rejected at an earlier look, not with the seeds that came")):
         if conf.get(what):
             lines += ["", f"**{what.capitalize()}** ({text}):", ""] + [f"- {c}" for c in conf[what]]
     metric = verdicts[0].metric if verdicts else "top1"
