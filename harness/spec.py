@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.models import default_input_size
 from harness.models.external import is_external, library_version
 from harness.recipe import Recipe, stable_hash
 from harness.scales import Scale, ScaleOverrides, get_scale
@@ -21,6 +22,11 @@ BUILTIN_DATA = ("fashion_mnist", "synthetic")  # in-memory sets; anything else i
 # native image size, the training split's own mean/std, the step floor. In such a trial's
 # hash, so those trials are not confused with the ones stored before the rule existed.
 USER_DATA_RULE = "user-data-v1"
+# --image-size 224 used to leave a model whose own crop differs (Inception-V3: 299) at that
+# crop; since 2026-12-01 it is every model's crop (harness.tasks.classification.own_crop_model),
+# so such a trial's hash says which rule trained it
+PAPER_CROP = 224
+CROP_RULE = "explicit-size-v2"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class TrialSpec:
         out: dict[str, Any] = dict(self.overrides.payload())
         if self.user_folder:
             out["scale_rule"] = USER_DATA_RULE
+        if self.overrides.image_size == PAPER_CROP and default_input_size(self.model) != PAPER_CROP:
+            out["crop_rule"] = CROP_RULE  # such a trial trained at its own crop before the rule
         return out
 
     def _task_payload(self) -> dict[str, Any]:

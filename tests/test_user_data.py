@@ -375,3 +375,17 @@ def test_an_explicit_image_size_is_every_models_crop_at_the_paper_scale():
     assert own_crop_model(fixed) is None and input_size(PAPER, own_crop_model(fixed)) == (224, 256)
     folder224 = dataclasses.replace(LOCAL, dataset="imagefolder", image_size=224, eval_resize=224)
     assert input_size(folder224, "inception_v3") == (224, 224)
+
+
+def test_the_crop_rule_is_in_the_hash_where_it_changed_the_crop():
+    """Only a trial whose explicit --image-size 224 differs from its model's own crop trained
+    differently before the rule (Inception-V3 kept 299): its hash carries the rule; the same
+    flag on a 224-px model, another size, or no flag leave the payload as it was."""
+    def payload(model, size):
+        spec = TrialSpec(model=model, recipe=named_recipe("efficient"), scale="paper", seed=0,
+                         overrides=ScaleOverrides(image_size=size))
+        return spec.hash_payload()
+    assert payload("inception_v3", 224)["crop_rule"] == "explicit-size-v2"
+    assert "crop_rule" not in payload("resnet50_d", 224)
+    assert "crop_rule" not in payload("inception_v3", 192)
+    assert "crop_rule" not in payload("inception_v3", 0)
