@@ -246,25 +246,24 @@ def _baseline_t(columns: Mapping[Any, tuple[Values, Values, Values, Values]]) ->
     return iv.mean / iv.se if iv is not None and iv.se > 0 else math.nan
 
 
-def _lost(columns: Mapping[Any, tuple[Values, Values, Values, Values]],
-          noise: Mapping[Any, Noise], sign: float):
-    """(interval of ``sign x (now - base)`` of the delta pooled over the pairs, the baseline's
-    and today's per-pair deltas, the pairs used); None without a complete pair."""
-    kept, base_d, now_d, used = [], [], [], []
+def _deltas(columns: Mapping[Any, tuple[Values, Values, Values, Values]],
+            noise: Mapping[Any, Noise]):
+    """(the pairs used, the baseline's and today's per-pair deltas) over the complete pairs."""
+    used, base_d, now_d = [], [], []
     for key, (rb, pb, rn, pn) in columns.items():
-        if not (rb and pb and rn and pn):
-            continue
-        nz = noise[key]
-        ib = diff_interval(rb, pb, nz, pair_min_corr=math.inf)
-        inow = diff_interval(rn, pn, nz, pair_min_corr=math.inf)
-        kept.append(Interval(sign * (inow.mean - ib.mean), math.nan, math.nan,
-                             math.hypot(ib.se, inow.se), nz.df, 0.95, inow.n_a, ib.n_a, False, None))
-        base_d.append(ib)
-        now_d.append(inow)
-        used.append(key)
-    if not kept:
-        return None
-    return _combined(kept, min(noise[k].df for k in columns)), base_d, now_d, used
+        if rb and pb and rn and pn:
+            used.append(key)
+            base_d.append(diff_interval(rb, pb, noise[key], pair_min_corr=math.inf))
+            now_d.append(diff_interval(rn, pn, noise[key], pair_min_corr=math.inf))
+    return used, base_d, now_d
+
+
+def _lost(base_d: list[Interval], now_d: list[Interval], dfs: list[float], df: float,
+          sign: float) -> Interval:
+    """The interval of ``sign x (now - base)`` of the delta, pooled over the pairs."""
+    return _combined([Interval(sign * (n.mean - b.mean), math.nan, math.nan, math.hypot(b.se, n.se),
+                               d, 0.95, n.n_a, b.n_a, False, None)
+                      for b, n, d in zip(base_d, now_d, dfs)], df)
 
 
 def trick_checks(row: str, parent: str, metric: str,
@@ -281,17 +280,17 @@ def trick_checks(row: str, parent: str, metric: str,
     ``columns``: pair -> (trick base, parent base, trick now, parent now), one pair a model;
     ``cells``: pair -> (trick cell, parent cell) (default: a stacked table's, the pair being
     the column)."""
-    out = []
+    used, base_d, now_d = _deltas(columns, noise)
+    if not used:
+        return []
     t_base = _baseline_t(columns)
+    df, dfs = min(noise[k].df for k in columns), [noise[k].df for k in used]
+    out = []
     for kind, sign in (("trick", 1.0), ("trick-gone", -1.0)):
         if kind == "trick-gone" and not t_base <= -DIRECTION_MIN_T:
             continue
-        got = _lost(columns, noise, sign)
-        if got is None:
-            return []
-        iv, base_d, now_d, used = got
         chk = Check(kind, row, metric, _pair_cells(row, parent, used, cells), gating=floor < NEVER)
-        chk.drop = _drop_of(iv, floor, alpha)
+        chk.drop = _drop_of(_lost(base_d, now_d, dfs, df, sign), floor, alpha)
         chk.base = pooled_effect(base_d).mean  # the trick's delta in the baseline, pooled
         chk.now = pooled_effect(now_d).mean
         chk.note = f"delta over '{parent}', pooled over {len(used)} model(s)" + (
